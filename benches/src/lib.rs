@@ -1,0 +1,1 @@
+//! Benchmarks for hoop live in `benches/benches` (criterion) and `benches/*.sh` (end-to-end).

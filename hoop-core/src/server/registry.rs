@@ -1,0 +1,272 @@
+//! The registry of live (and recently ended) sessions.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::SessionId;
+
+/// How many ended sessions the registry remembers.
+const RECENT: usize = 256;
+
+/// What the registry knows about a session.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SessionInfo {
+    /// Session id.
+    pub id: SessionId,
+    /// Protocol of its listener.
+    pub protocol: String,
+    /// Client address.
+    pub peer: SocketAddr,
+    /// Authenticated subject, once known.
+    pub user: Option<String>,
+    /// Resource, once known.
+    pub resource: Option<String>,
+    /// Start time.
+    #[serde(with = "crate::recording::time_serde")]
+    pub started_at: SystemTime,
+    /// End time, for ended sessions.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_time"
+    )]
+    pub ended_at: Option<SystemTime>,
+    /// How it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<String>,
+}
+
+fn ser_opt_time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => crate::recording::time_serde::serialize(t, s),
+        None => s.serialize_none(),
+    }
+}
+
+struct Live {
+    info: SessionInfo,
+    cancel: CancellationToken,
+}
+
+#[derive(Default)]
+struct Inner {
+    live: HashMap<SessionId, Live>,
+    recent: VecDeque<SessionInfo>,
+}
+
+/// Live and recent sessions; cheap to clone.
+#[derive(Clone, Default)]
+pub struct SessionRegistry {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl std::fmt::Debug for SessionRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRegistry")
+            .field("live", &self.live_count())
+            .finish()
+    }
+}
+
+impl SessionRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A poisoned lock only means another thread panicked mid-update of plain data.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a new live session; dropping the returned handle (or calling
+    /// [`SessionHandle::end`]) moves it to the recent list.
+    pub fn register(
+        &self,
+        id: SessionId,
+        protocol: &str,
+        peer: SocketAddr,
+        cancel: CancellationToken,
+    ) -> SessionHandle {
+        let info = SessionInfo {
+            id,
+            protocol: protocol.to_owned(),
+            peer,
+            user: None,
+            resource: None,
+            started_at: SystemTime::now(),
+            ended_at: None,
+            end_reason: None,
+        };
+        self.lock().live.insert(id, Live { info, cancel });
+        SessionHandle {
+            inner: Arc::new(HandleInner {
+                id,
+                registry: self.clone(),
+                end_reason: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Live sessions, oldest first.
+    pub fn live(&self) -> Vec<SessionInfo> {
+        let mut v: Vec<_> = self.lock().live.values().map(|l| l.info.clone()).collect();
+        v.sort_by_key(|i| i.started_at);
+        v
+    }
+
+    /// Recently ended sessions, newest first.
+    pub fn recent(&self) -> Vec<SessionInfo> {
+        self.lock().recent.iter().rev().cloned().collect()
+    }
+
+    /// One session, live or recent.
+    pub fn get(&self, id: SessionId) -> Option<SessionInfo> {
+        let g = self.lock();
+        g.live
+            .get(&id)
+            .map(|l| l.info.clone())
+            .or_else(|| g.recent.iter().find(|i| i.id == id).cloned())
+    }
+
+    /// Number of live sessions.
+    pub fn live_count(&self) -> usize {
+        self.lock().live.len()
+    }
+
+    /// Ends a live session (its adapter sees `ctx.cancel` fire). Returns whether it was live.
+    pub fn kill(&self, id: SessionId) -> bool {
+        let g = self.lock();
+        match g.live.get(&id) {
+            Some(l) => {
+                l.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn update(&self, id: SessionId, f: impl FnOnce(&mut SessionInfo)) {
+        if let Some(l) = self.lock().live.get_mut(&id) {
+            f(&mut l.info);
+        }
+    }
+
+    fn finish(&self, id: SessionId, reason: String) {
+        let mut g = self.lock();
+        if let Some(mut l) = g.live.remove(&id) {
+            l.info.ended_at = Some(SystemTime::now());
+            l.info.end_reason = Some(reason);
+            if g.recent.len() >= RECENT {
+                g.recent.pop_front();
+            }
+            g.recent.push_back(l.info);
+        }
+    }
+}
+
+struct HandleInner {
+    id: SessionId,
+    registry: SessionRegistry,
+    end_reason: Mutex<Option<String>>,
+}
+
+impl Drop for HandleInner {
+    fn drop(&mut self) {
+        let reason = self
+            .end_reason
+            .lock()
+            .map(|mut g| g.take())
+            .unwrap_or_default()
+            .unwrap_or_else(|| String::from("closed"));
+        self.registry.finish(self.id, reason);
+    }
+}
+
+/// A session's entry in the registry. Clones share the entry; it moves to the recent list
+/// when the last clone drops.
+#[derive(Clone)]
+pub struct SessionHandle {
+    inner: Arc<HandleInner>,
+}
+
+impl std::fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHandle")
+            .field("id", &self.inner.id)
+            .finish()
+    }
+}
+
+impl SessionHandle {
+    /// A handle in a private registry, for adapters driven outside a [`super`] server
+    /// (tests, embedding).
+    pub fn detached(id: SessionId) -> Self {
+        SessionRegistry::new().register(
+            id,
+            "detached",
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            CancellationToken::new(),
+        )
+    }
+
+    /// The session id.
+    pub fn id(&self) -> SessionId {
+        self.inner.id
+    }
+
+    /// Records the authenticated user.
+    pub fn set_user(&self, user: &str) {
+        self.inner
+            .registry
+            .update(self.inner.id, |i| i.user = Some(user.to_owned()));
+    }
+
+    /// Records the resource.
+    pub fn set_resource(&self, resource: &str) {
+        self.inner
+            .registry
+            .update(self.inner.id, |i| i.resource = Some(resource.to_owned()));
+    }
+
+    /// Sets how the session ended (kept when the handle drops).
+    pub fn set_end_reason(&self, reason: impl Into<String>) {
+        if let Ok(mut g) = self.inner.end_reason.lock() {
+            *g = Some(reason.into());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_update_kill_finish() {
+        let r = SessionRegistry::new();
+        let cancel = CancellationToken::new();
+        let id = SessionId::new();
+        let h = r.register(
+            id,
+            "tcp",
+            SocketAddr::from(([127, 0, 0, 1], 9)),
+            cancel.clone(),
+        );
+        h.set_user("alice");
+        h.set_resource("db");
+        let live = r.live();
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].user.as_deref(), Some("alice"));
+        assert!(r.kill(id));
+        assert!(cancel.is_cancelled());
+        h.set_end_reason("killed");
+        drop(h);
+        assert_eq!(r.live_count(), 0);
+        let recent = r.recent();
+        assert_eq!(recent[0].end_reason.as_deref(), Some("killed"));
+        assert!(!r.kill(id));
+    }
+}

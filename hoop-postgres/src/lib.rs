@@ -1,0 +1,1 @@
+//! hoop protocol adapter for postgres (not yet implemented; see the project's issues).

@@ -1,0 +1,1 @@
+//! hoop protocol adapter for ssh (not yet implemented; see the project's issues).
