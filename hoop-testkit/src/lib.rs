@@ -12,6 +12,7 @@
 
 pub mod certs;
 pub mod ports;
+pub mod postgres;
 
 pub use certs::{TestCa, TestCert};
 pub use ports::free_port;
