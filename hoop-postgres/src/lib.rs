@@ -1,1 +1,18 @@
-//! hoop protocol adapter for postgres (not yet implemented; see the project's issues).
+//! # hoop-postgres
+//!
+//! The PostgreSQL adapter of hoop. This crate currently provides the wire-protocol layer:
+//!
+//! - [`codec`]: cancel-safe framing of the startup phase and of tagged messages, with
+//!   length limits checked before anything is buffered;
+//! - [`messages`]: one type per message, decoded lazily from the original bytes and
+//!   re-encoded only when rewritten;
+//! - [`scram`]: the client side of SCRAM-SHA-256 (and `-PLUS` with
+//!   `tls-server-end-point` channel binding) and md5, for logging in to targets with
+//!   injected credentials.
+
+pub mod codec;
+pub mod error;
+pub mod messages;
+pub mod scram;
+
+pub use error::CodecError;

@@ -165,16 +165,19 @@ impl PgServer {
             root = root.display(),
             cert = cert.display(),
             key = key.display(),
-            enc = if opts.auth == PgAuth::Md5 { "md5" } else { "scram-sha-256" },
+            enc = if opts.auth == PgAuth::Md5 {
+                "md5"
+            } else {
+                "scram-sha-256"
+            },
         );
         for l in &opts.extra_conf {
             conf.push_str(l);
             conf.push('\n');
         }
         append(&data.join("postgresql.conf"), &conf);
-        let mut hba = format!(
-            "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 {method}\n"
-        );
+        let mut hba =
+            format!("local all all scram-sha-256\nhostssl all all 127.0.0.1/32 {method}\n");
         if opts.allow_plaintext {
             hba.push_str(&format!("hostnossl all all 127.0.0.1/32 {method}\n"));
         } else {
@@ -193,7 +196,10 @@ impl PgServer {
         let out = start.output().expect("run pg_ctl start");
         if !out.status.success() {
             let log = std::fs::read_to_string(&log).unwrap_or_default();
-            panic!("pg_ctl start failed: {}\n{log}", String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "pg_ctl start failed: {}\n{log}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let pg = PgServer {
             port,
