@@ -10,6 +10,7 @@
 //!   `tls-server-end-point` channel binding) and md5, for logging in to targets with
 //!   injected credentials.
 
+pub mod classify;
 pub mod codec;
 pub mod error;
 pub mod messages;

@@ -1,0 +1,503 @@
+//! Statement classification: SQL text -> [`Command`] with its [`ActionClass`].
+//!
+//! Every statement is parsed with sqlparser's PostgreSQL dialect. In a multi-statement
+//! string the strictest class wins; statements nested in data-modifying CTEs, `EXPLAIN
+//! ANALYZE` and `PREPARE` count too. Calls of functions that act on the server
+//! (`pg_read_file`, `pg_terminate_backend`, `set_config`, `lo_import`, `dblink`, ...) make
+//! the statement `admin` even inside a `SELECT`. What sqlparser cannot parse (`DO`,
+//! `ALTER SYSTEM`, ...) is `unknown`, never treated as safe.
+//!
+//! Results are cached by query text (bounded), so a repeated statement is not parsed
+//! again.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
+
+use hoop_core::{ActionClass, Command};
+use sqlparser::ast::{
+    CopySource, CopyTarget, Expr, ObjectName, ObjectType, Set, SetExpr, Statement,
+    visit_expressions, visit_relations, visit_statements,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+/// Server-side functions that read files, signal backends or change settings.
+const ADMIN_FUNCTIONS: &[&str] = &[
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_ls_dir",
+    "pg_stat_file",
+    "pg_ls_logdir",
+    "pg_ls_waldir",
+    "pg_file_write",
+    "pg_terminate_backend",
+    "pg_cancel_backend",
+    "pg_reload_conf",
+    "pg_rotate_logfile",
+    "pg_promote",
+    "pg_switch_wal",
+    "set_config",
+    "lo_import",
+    "lo_export",
+    "dblink",
+    "dblink_exec",
+    "dblink_connect",
+    "query_to_xml",
+    "pg_create_restore_point",
+    "pg_replication_origin_create",
+];
+
+/// Functions that write data.
+const WRITE_FUNCTIONS: &[&str] = &[
+    "setval",
+    "nextval",
+    "lo_unlink",
+    "lo_create",
+    "lo_put",
+    "lo_from_bytea",
+    "pg_advisory_lock",
+    "pg_notify",
+];
+
+/// Session settings a user may not change through the gateway (they would lift the
+/// gateway's own controls).
+const PROTECTED_SETTINGS: &[&str] = &[
+    "role",
+    "session_authorization",
+    "default_transaction_read_only",
+    "transaction_read_only",
+    "session_replication_role",
+];
+
+/// Classifies one query string (one or more statements).
+///
+/// ```
+/// use hoop_core::ActionClass;
+/// use hoop_postgres::classify::classify;
+/// assert_eq!(classify("select 1").class, ActionClass::Read);
+/// assert_eq!(classify("select 1; drop table t").class, ActionClass::Destructive);
+/// assert_eq!(classify("DO $$ begin end $$").class, ActionClass::Unknown);
+/// ```
+pub fn classify(sql: &str) -> Command {
+    let statements = match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
+        Ok(s) => s,
+        Err(_) => {
+            return Command {
+                class: ActionClass::Unknown,
+                verb: first_word(sql),
+                text: sql.to_owned(),
+                objects: Vec::new(),
+            };
+        }
+    };
+    let mut class = None::<ActionClass>;
+    let mut verb = String::new();
+    let mut objects = Vec::new();
+    for stmt in &statements {
+        let c = classify_tree(stmt);
+        if class.is_none_or(|cur| c > cur) {
+            verb = verb_of(stmt);
+        }
+        class = Some(class.map_or(c, |cur| cur.max(c)));
+        let mut add = |name: String| {
+            if !objects.contains(&name) {
+                objects.push(name);
+            }
+        };
+        if let Statement::Drop { names, .. } = stmt {
+            names.iter().for_each(|n| add(n.to_string()));
+        }
+        let _ = visit_relations(stmt, |rel: &ObjectName| {
+            add(rel.to_string());
+            ControlFlow::<()>::Continue(())
+        });
+    }
+    Command {
+        // An empty query string (only comments or nothing) reads nothing.
+        class: class.unwrap_or(ActionClass::Read),
+        verb,
+        text: sql.to_owned(),
+        objects,
+    }
+}
+
+/// The strictest class of a statement and every statement nested in it.
+fn classify_tree(stmt: &Statement) -> ActionClass {
+    // A plain EXPLAIN plans its statement without running it.
+    if let Statement::Explain { analyze: false, .. } = stmt {
+        return ActionClass::Read;
+    }
+    let mut class = ActionClass::Read;
+    let _ = visit_statements(stmt, |s: &Statement| {
+        class = class.max(classify_one(s));
+        ControlFlow::<()>::Continue(())
+    });
+    let _ = visit_expressions(stmt, |e: &Expr| {
+        if let Expr::Function(f) = e {
+            let name = f
+                .name
+                .0
+                .last()
+                .map(|p| p.to_string().to_ascii_lowercase())
+                .unwrap_or_default();
+            let name = name.trim_matches('"');
+            if ADMIN_FUNCTIONS.contains(&name) {
+                class = class.max(ActionClass::Admin);
+            } else if WRITE_FUNCTIONS.contains(&name) {
+                class = class.max(ActionClass::Write);
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    class
+}
+
+fn query_class(q: &sqlparser::ast::Query) -> ActionClass {
+    let mut class = set_expr_class(&q.body);
+    if !q.locks.is_empty() {
+        class = class.max(ActionClass::Write);
+    }
+    class
+}
+
+fn set_expr_class(body: &SetExpr) -> ActionClass {
+    match body {
+        SetExpr::Select(s) => {
+            if s.into.is_some() {
+                ActionClass::Ddl
+            } else {
+                ActionClass::Read
+            }
+        }
+        SetExpr::Query(q) => query_class(q),
+        SetExpr::SetOperation { left, right, .. } => {
+            set_expr_class(left).max(set_expr_class(right))
+        }
+        SetExpr::Values(_) | SetExpr::Table(_) => ActionClass::Read,
+        // Nested data-modifying statements are visited on their own.
+        SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
+            ActionClass::Write
+        }
+    }
+}
+
+fn classify_one(stmt: &Statement) -> ActionClass {
+    use ActionClass::*;
+    match stmt {
+        Statement::Query(q) => query_class(q),
+        Statement::Insert(_) | Statement::Merge(_) | Statement::Lock(_) => Write,
+        Statement::Update(u) => {
+            if u.selection.is_none() {
+                Destructive
+            } else {
+                Write
+            }
+        }
+        Statement::Delete(d) => {
+            if d.selection.is_none() && d.using.is_none() {
+                Destructive
+            } else {
+                Write
+            }
+        }
+        Statement::Copy {
+            source, to, target, ..
+        } => match target {
+            CopyTarget::Program { .. } | CopyTarget::File { .. } => Admin,
+            _ if *to => match source {
+                CopySource::Query(q) => query_class(q),
+                CopySource::Table { .. } => Read,
+            },
+            _ => Write,
+        },
+        Statement::Truncate(_) => Destructive,
+        Statement::Drop { object_type, .. } => match object_type {
+            ObjectType::Role | ObjectType::User => Admin,
+            _ => Destructive,
+        },
+        Statement::DropFunction(_)
+        | Statement::DropDomain(_)
+        | Statement::DropProcedure { .. }
+        | Statement::DropPolicy(_)
+        | Statement::DropTrigger(_)
+        | Statement::DropExtension(_)
+        | Statement::DropOperator(_)
+        | Statement::DropOperatorFamily(_)
+        | Statement::DropOperatorClass(_) => Destructive,
+        Statement::AlterTable(t) => {
+            let destructive = t.operations.iter().any(|op| {
+                let s = format!("{op:?}");
+                s.starts_with("Drop") || s.starts_with("Truncate")
+            });
+            if destructive { Destructive } else { Ddl }
+        }
+        Statement::CreateView(_)
+        | Statement::CreateTable(_)
+        | Statement::CreateIndex(_)
+        | Statement::CreateSchema { .. }
+        | Statement::CreateDatabase { .. }
+        | Statement::CreateSequence { .. }
+        | Statement::CreateType { .. }
+        | Statement::CreateDomain(_)
+        | Statement::CreatePolicy(_)
+        | Statement::CreateTrigger(_)
+        | Statement::CreateFunction(_)
+        | Statement::CreateProcedure { .. }
+        | Statement::CreateCollation(_)
+        | Statement::CreateOperator(_)
+        | Statement::CreateOperatorFamily(_)
+        | Statement::CreateOperatorClass(_)
+        | Statement::CreateTextSearch(_)
+        | Statement::CreateVirtualTable { .. }
+        | Statement::AlterSchema(_)
+        | Statement::AlterIndex { .. }
+        | Statement::AlterView { .. }
+        | Statement::AlterFunction(_)
+        | Statement::AlterType(_)
+        | Statement::AlterCollation(_)
+        | Statement::AlterOperator(_)
+        | Statement::AlterOperatorFamily(_)
+        | Statement::AlterOperatorClass(_)
+        | Statement::AlterTextSearch(_)
+        | Statement::AlterPolicy(_)
+        | Statement::RenameTable(_)
+        | Statement::Comment { .. } => Ddl,
+        Statement::Grant(_)
+        | Statement::Revoke(_)
+        | Statement::Deny(_)
+        | Statement::CreateRole(_)
+        | Statement::AlterRole { .. }
+        | Statement::CreateUser(_)
+        | Statement::AlterUser(_)
+        | Statement::CreateExtension(_)
+        | Statement::CreateServer(_)
+        | Statement::Kill { .. }
+        | Statement::Vacuum(_)
+        | Statement::Analyze(_) => Admin,
+        Statement::Set(set) => set_class(set),
+        Statement::Explain {
+            analyze, statement, ..
+        } => {
+            if *analyze {
+                classify_tree(statement)
+            } else {
+                Read
+            }
+        }
+        Statement::Prepare { statement, .. } => classify_tree(statement),
+        Statement::Declare { .. }
+        | Statement::Fetch { .. }
+        | Statement::Close { .. }
+        | Statement::ExplainTable { .. }
+        | Statement::ShowVariable { .. }
+        | Statement::ShowVariables { .. }
+        | Statement::ShowStatus { .. }
+        | Statement::ShowTables { .. }
+        | Statement::ShowColumns { .. }
+        | Statement::ShowDatabases { .. }
+        | Statement::ShowSchemas { .. }
+        | Statement::ShowFunctions { .. }
+        | Statement::ShowCreate { .. }
+        | Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. }
+        | Statement::Deallocate { .. }
+        | Statement::Discard { .. }
+        | Statement::Reset(_)
+        | Statement::LISTEN { .. }
+        | Statement::UNLISTEN { .. } => Read,
+        Statement::NOTIFY { .. } => Write,
+        // EXECUTE of a SQL-level prepared statement, CALL, and everything else: the
+        // effect is not known here.
+        _ => Unknown,
+    }
+}
+
+fn set_class(set: &Set) -> ActionClass {
+    match set {
+        Set::SetRole { .. } | Set::SetSessionAuthorization(_) => ActionClass::Admin,
+        _ => {
+            let text = set.to_string().to_ascii_lowercase();
+            if PROTECTED_SETTINGS.iter().any(|p| text.contains(p)) || text.contains("read write") {
+                ActionClass::Admin
+            } else {
+                ActionClass::Read
+            }
+        }
+    }
+}
+
+fn first_word(sql: &str) -> String {
+    sql.split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase()
+        .chars()
+        .take(32)
+        .collect()
+}
+
+fn verb_of(stmt: &Statement) -> String {
+    let s = stmt.to_string();
+    let mut words = s.split_whitespace();
+    let first = words.next().unwrap_or("").to_ascii_uppercase();
+    match first.as_str() {
+        "CREATE" | "DROP" | "ALTER" => match words.next() {
+            Some(w) => format!("{first} {}", w.to_ascii_uppercase()),
+            None => first,
+        },
+        _ => first,
+    }
+}
+
+/// A bounded cache of classifications by query text.
+#[derive(Debug)]
+pub struct ClassCache {
+    map: Mutex<HashMap<String, Arc<Command>>>,
+    capacity: usize,
+}
+
+impl ClassCache {
+    /// A cache of at most `capacity` query texts (cleared when full: simple and bounded).
+    pub fn new(capacity: usize) -> Self {
+        ClassCache {
+            map: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The classification of `sql`, parsing it only on a miss. Texts over 64 KiB are
+    /// classified but not cached.
+    pub fn classify(&self, sql: &str) -> Arc<Command> {
+        if let Ok(map) = self.map.lock()
+            && let Some(c) = map.get(sql)
+        {
+            return c.clone();
+        }
+        let c = Arc::new(classify(sql));
+        if sql.len() <= 64 * 1024
+            && let Ok(mut map) = self.map.lock()
+        {
+            if map.len() >= self.capacity {
+                map.clear();
+            }
+            map.insert(sql.to_owned(), c.clone());
+        }
+        c
+    }
+
+    /// Number of cached texts.
+    pub fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Default for ClassCache {
+    fn default() -> Self {
+        Self::new(10_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ActionClass::*;
+
+    fn c(sql: &str) -> ActionClass {
+        classify(sql).class
+    }
+
+    #[test]
+    fn basic_classes() {
+        assert_eq!(c("select * from users"), Read);
+        assert_eq!(c("SELECT 1"), Read);
+        assert_eq!(c("insert into t values (1)"), Write);
+        assert_eq!(c("update t set a = 1 where id = 2"), Write);
+        assert_eq!(c("update t set a = 1"), Destructive);
+        assert_eq!(c("delete from t where id = 1"), Write);
+        assert_eq!(c("delete from t"), Destructive);
+        assert_eq!(c("create table t (a int)"), Ddl);
+        assert_eq!(c("alter table t add column b int"), Ddl);
+        assert_eq!(c("alter table t drop column b"), Destructive);
+        assert_eq!(c("drop table t"), Destructive);
+        assert_eq!(c("DROP DATABASE app"), Destructive);
+        assert_eq!(c("truncate t"), Destructive);
+        assert_eq!(c("grant select on t to bob"), Admin);
+        assert_eq!(c("create role eve login"), Admin);
+        assert_eq!(c("begin"), Read);
+        assert_eq!(c("commit"), Read);
+        assert_eq!(c("show search_path"), Read);
+    }
+
+    #[test]
+    fn bypass_attempts() {
+        assert_eq!(c("select 1; drop table t"), Destructive);
+        assert_eq!(c("/* x */ DROP TABLE t"), Destructive);
+        assert_eq!(c("-- hi\nDrOp TaBlE t"), Destructive);
+        assert_eq!(
+            c("select ';drop table t'"),
+            Read,
+            "a literal is not a statement"
+        );
+        assert_eq!(
+            c("with d as (delete from t where a = 1 returning *) select * from d"),
+            Write
+        );
+        assert_eq!(
+            c("with d as (delete from t returning *) select * from d"),
+            Destructive
+        );
+        assert_eq!(c("explain analyze delete from t"), Destructive);
+        assert_eq!(c("explain delete from t"), Read);
+        assert_eq!(c("select pg_read_file('/etc/passwd')"), Admin);
+        assert_eq!(c("select pg_terminate_backend(123)"), Admin);
+        assert_eq!(c("select set_config('role', 'postgres', false)"), Admin);
+        assert_eq!(c("select * from t for update"), Write);
+        assert_eq!(c("select * into t2 from t"), Ddl);
+        assert_eq!(c("set role postgres"), Admin);
+        assert_eq!(c("set session authorization postgres"), Admin);
+        assert_eq!(c("set default_transaction_read_only = off"), Admin);
+        assert_eq!(c("set search_path = public"), Read);
+        assert_eq!(c("prepare p as delete from t"), Destructive);
+    }
+
+    #[test]
+    fn unknown_and_admin() {
+        assert_eq!(c("DO $$ begin drop table t; end $$"), Unknown);
+        assert_eq!(c("ALTER SYSTEM SET work_mem = '1GB'"), Unknown);
+        assert_eq!(c("this is not sql"), Unknown);
+        assert_eq!(c("copy t to program 'rm -rf /'"), Admin);
+        assert_eq!(c("copy t from program 'curl x'"), Admin);
+        assert_eq!(c("copy t from '/etc/passwd'"), Admin);
+        assert_eq!(c("copy t to stdout"), Read);
+        assert_eq!(c("copy t from stdin"), Write);
+        assert_eq!(c("call do_things()"), Unknown);
+    }
+
+    #[test]
+    fn verbs_and_objects() {
+        let cmd = classify("select 1; drop table public.users");
+        assert_eq!(cmd.verb, "DROP TABLE");
+        assert!(cmd.objects.iter().any(|o| o == "public.users"));
+        assert_eq!(classify("").class, Read);
+    }
+
+    #[test]
+    fn cache_hits_and_bounds() {
+        let cache = ClassCache::new(2);
+        let a = cache.classify("select 1");
+        let b = cache.classify("select 1");
+        assert!(Arc::ptr_eq(&a, &b));
+        cache.classify("select 2");
+        cache.classify("select 3");
+        assert!(cache.len() <= 2);
+    }
+}
