@@ -261,13 +261,37 @@ impl Authorized {
         addr: SocketAddr,
         security: &UpstreamSecurity,
     ) -> Result<UpstreamStream, crate::Error> {
-        let tcp = tokio::time::timeout(
+        self.connect_upstream_with(addr, security, |_| Box::pin(async { Ok(()) }))
+            .await
+    }
+
+    /// Like [`Authorized::connect_upstream`], for protocols that negotiate TLS inside the
+    /// protocol (Postgres `SSLRequest`, STARTTLS): `negotiate` runs on the plain TCP
+    /// stream first, and must leave it ready for the TLS handshake. With
+    /// [`UpstreamSecurity::PlaintextOptIn`] it is not called.
+    pub async fn connect_upstream_with<F>(
+        &self,
+        addr: SocketAddr,
+        security: &UpstreamSecurity,
+        negotiate: F,
+    ) -> Result<UpstreamStream, crate::Error>
+    where
+        F: for<'s> FnOnce(
+            &'s mut tokio::net::TcpStream,
+        ) -> futures_util::future::BoxFuture<'s, std::io::Result<()>>,
+    {
+        let mut tcp = tokio::time::timeout(
             self.ctx.handshake_timeout,
             tokio::net::TcpStream::connect(addr),
         )
         .await
         .map_err(|_| crate::Error::Timeout("upstream connect"))??;
         let _ = tcp.set_nodelay(true);
+        if matches!(security, UpstreamSecurity::Tls { .. }) {
+            tokio::time::timeout(self.ctx.handshake_timeout, negotiate(&mut tcp))
+                .await
+                .map_err(|_| crate::Error::Timeout("upstream TLS negotiation"))??;
+        }
         match security {
             UpstreamSecurity::Tls { tls, server_name } => {
                 match tokio::time::timeout(

@@ -1,4 +1,4 @@
-//! Errors of the wire-protocol layer.
+//! Errors of the PostgreSQL adapter.
 
 /// A malformed or hostile message. The adapter answers with a FATAL ErrorResponse
 /// (SQLSTATE 08P01, protocol violation) and closes that one connection.
@@ -38,4 +38,45 @@ pub enum CodecError {
     /// An unknown startup request code.
     #[error("unsupported startup request code {0}")]
     UnknownStartupCode(i32),
+}
+
+/// Why a PostgreSQL session ended abnormally.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PgError {
+    /// The peer sent something the protocol does not allow.
+    #[error("protocol violation: {0}")]
+    Codec(#[from] CodecError),
+    /// Socket error.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer closed the connection in the middle of a message.
+    #[error("connection closed mid-message")]
+    Truncated,
+    /// The client broke a rule of the gateway (already told with an ErrorResponse).
+    #[error("client refused: {0}")]
+    Refused(String),
+    /// The target refused or failed the login.
+    #[error("target login failed: {0}")]
+    TargetLogin(String),
+    /// A hoop-core step failed (TLS, policy, recording).
+    #[error(transparent)]
+    Core(#[from] hoop_core::Error),
+    /// Recording failed and the recorder fails closed.
+    #[error(transparent)]
+    Record(#[from] hoop_core::recording::RecordError),
+    /// A timeout.
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+}
+
+impl From<PgError> for hoop_core::Error {
+    fn from(e: PgError) -> Self {
+        match e {
+            PgError::Core(c) => c,
+            PgError::Io(io) => hoop_core::Error::Io(io),
+            PgError::Timeout(w) => hoop_core::Error::Timeout(w),
+            other => hoop_core::Error::Protocol(other.to_string()),
+        }
+    }
 }

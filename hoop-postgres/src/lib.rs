@@ -12,8 +12,11 @@
 
 pub mod classify;
 pub mod codec;
+pub mod config;
 pub mod error;
+pub mod io;
 pub mod messages;
 pub mod scram;
 
-pub use error::CodecError;
+pub use config::{PostgresOptions, PostgresTarget, Secret};
+pub use error::{CodecError, PgError};

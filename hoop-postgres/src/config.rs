@@ -1,0 +1,97 @@
+//! Configuration of the PostgreSQL adapter: resources (targets) and listener options.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hoop_core::Resource;
+use hoop_core::sequence::UpstreamSecurity;
+
+/// Where a target password comes from. Its `Debug` never shows the value.
+#[derive(Clone)]
+pub enum Secret {
+    /// A value given in code (tests, embedding).
+    Value(String),
+    /// An environment variable, read at each login (rotation without restart).
+    Env(String),
+    /// A file whose content (trailing newline removed) is the secret, read at each login.
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Value(_) => f.write_str("Secret::Value(<redacted>)"),
+            Secret::Env(name) => write!(f, "Secret::Env({name:?})"),
+            Secret::File(p) => write!(f, "Secret::File({p:?})"),
+        }
+    }
+}
+
+impl Secret {
+    /// Reads the secret now. The error names the source, never the value.
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            Secret::Value(v) => Ok(v.clone()),
+            Secret::Env(name) => {
+                std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+            }
+            Secret::File(p) => std::fs::read_to_string(p)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+                .map_err(|e| format!("cannot read secret file {}: {e}", p.display())),
+        }
+    }
+}
+
+/// One PostgreSQL target reachable through the gateway.
+#[derive(Clone, Debug)]
+pub struct PostgresTarget {
+    /// The resource as policy and audit see it. Clients select it with
+    /// `dbname=<resource name>`.
+    pub resource: Resource,
+    /// Target address.
+    pub addr: SocketAddr,
+    /// How the target connection is secured (verified TLS unless explicitly opted out).
+    pub security: UpstreamSecurity,
+    /// Database on the target.
+    pub database: String,
+    /// Login role on the target.
+    pub user: String,
+    /// Its password (never shown to the client, never logged).
+    pub password: Secret,
+    /// Open the target session with `default_transaction_read_only=on` and refuse
+    /// attempts to turn it off.
+    pub read_only: bool,
+}
+
+/// Options of the adapter.
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    /// Accept clients that do not negotiate TLS (the token would travel in clear: off by
+    /// default; plaintext CancelRequests are always accepted, they carry no credential).
+    pub allow_plaintext_clients: bool,
+    /// Largest message accepted from either side.
+    pub max_message: usize,
+    /// Flush coalesced writes once this many bytes are buffered.
+    pub flush_threshold: usize,
+    /// Classification cache size (query texts).
+    pub class_cache: usize,
+    /// How long a `Review` decision holds a statement before it is refused.
+    pub review_hold: Option<Duration>,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            allow_plaintext_clients: false,
+            max_message: hoop_postgres_default_max(),
+            flush_threshold: 64 * 1024,
+            class_cache: 10_000,
+            review_hold: None,
+        }
+    }
+}
+
+fn hoop_postgres_default_max() -> usize {
+    crate::codec::DEFAULT_MAX_MESSAGE
+}
