@@ -19,8 +19,8 @@ use super::TlsError;
 ///
 /// ```
 /// use hoop_core::tls::PemSource;
-/// let src = PemSource::Pem(b"-----BEGIN PRIVATE KEY-----...".to_vec());
-/// assert_eq!(format!("{src:?}"), "Pem(<31 bytes>)");
+/// let src = PemSource::Pem(b"secret".to_vec());
+/// assert_eq!(format!("{src:?}"), "Pem(<6 bytes>)");
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub enum PemSource {

@@ -22,7 +22,7 @@ pub(crate) fn classify(err: &rustls::Error) -> TlsRefusal {
     match err {
         rustls::Error::InvalidCertificate(c) => classify_cert(c),
         rustls::Error::NoCertificatesPresented => TlsRefusal::NoCertificate,
-        rustls::Error::PeerIncompatible(p) => match p {
+        rustls::Error::PeerIncompatible(
             PeerIncompatible::Tls12NotOffered
             | PeerIncompatible::Tls12NotOfferedOrEnabled
             | PeerIncompatible::SupportedVersionsExtensionRequired
@@ -32,11 +32,8 @@ pub(crate) fn classify(err: &rustls::Error) -> TlsRefusal {
             // rustls insists on `signature_algorithms`, which TLS 1.2 and 1.3 clients send
             // and which pre-1.2 clients (a TLS 1.0/1.1-only OpenSSL) do not: its absence
             // marks a client below our minimum version.
-            | PeerIncompatible::SignatureAlgorithmsExtensionRequired => {
-                TlsRefusal::ProtocolVersion
-            }
-            _ => TlsRefusal::Handshake,
-        },
+            | PeerIncompatible::SignatureAlgorithmsExtensionRequired,
+        ) => TlsRefusal::ProtocolVersion,
         rustls::Error::AlertReceived(a) => classify_alert(*a),
         _ => TlsRefusal::Handshake,
     }

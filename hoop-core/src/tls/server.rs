@@ -132,7 +132,7 @@ impl ServerTls {
         let files = config.files();
         let stamps = Stamps::of(&files);
         let material = load_material(&config, &provider)?;
-        log_loaded(&material, "TLS certificate loaded");
+        log_loaded(&material.key, "TLS certificate loaded");
         let resolver = Arc::new(CertResolver::new(material.key));
         let active = build_active(&config, &provider, &resolver, material.client_cas)?;
         Ok(ServerTls {
@@ -211,7 +211,8 @@ impl ServerTls {
     }
 
     /// Reads the certificate, key and client CA files again and, when they are all valid,
-    /// makes them the ones of new handshakes. Established sessions are not affected.
+    /// makes them the ones of new handshakes. Established sessions are not affected;
+    /// sessions made before the reload are not resumed after it (full handshake).
     ///
     /// On failure (unreadable file, key not matching the certificate, no CA), the current
     /// certificate and client CA stay in use and the error is returned (and logged).
@@ -289,28 +290,26 @@ impl Inner {
 
     fn try_reload(&self) -> Result<(), TlsError> {
         let material = load_material(&self.settings, &self.provider)?;
-        let new_active = {
+        let ca_changed = {
             let active = self.active.read().unwrap_or_else(PoisonError::into_inner);
-            if active.client_cas == material.client_cas {
-                None
-            } else {
-                // Built before anything is swapped, so a failure changes nothing. A new
-                // configuration also starts a new resumption cache: sessions made under
-                // the old client CA cannot be resumed under the new one.
-                Some(build_active(
-                    &self.settings,
-                    &self.provider,
-                    &self.resolver,
-                    material.client_cas.clone(),
-                )?)
-            }
+            active.client_cas != material.client_cas
         };
-        log_loaded(&material, "TLS certificate reloaded");
-        self.resolver.swap(material.key);
-        if let Some(a) = new_active {
+        // A new configuration is built before anything is swapped, so a failure changes
+        // nothing. It also starts an empty resumption cache: a session made before the
+        // rotation (under the old key, or the old client CA) is not resumed after it,
+        // every client makes a full handshake against the new certificate.
+        let active = build_active(
+            &self.settings,
+            &self.provider,
+            &self.resolver,
+            material.client_cas,
+        )?;
+        log_loaded(&material.key, "TLS certificate reloaded");
+        if ca_changed {
             info!("TLS client CA reloaded");
-            *self.active.write().unwrap_or_else(PoisonError::into_inner) = a;
         }
+        self.resolver.swap(material.key);
+        *self.active.write().unwrap_or_else(PoisonError::into_inner) = active;
         Ok(())
     }
 }
@@ -370,13 +369,8 @@ fn build_active(
     })
 }
 
-fn log_loaded(material: &Material, msg: &str) {
-    let leaf = material
-        .key
-        .cert
-        .first()
-        .map(|c| c.as_ref())
-        .unwrap_or_default();
+fn log_loaded(key: &CertifiedKey, msg: &str) {
+    let leaf = key.cert.first().map(|c| c.as_ref()).unwrap_or_default();
     let certificate = pem::describe_leaf(leaf);
     if pem::outside_validity(leaf) == Some(true) {
         warn!(%certificate, "{msg}, but it is outside its validity period");
