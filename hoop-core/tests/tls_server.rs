@@ -74,7 +74,16 @@ async fn serve(tls: ServerTls) -> (SocketAddr, tokio::sync::mpsc::UnboundedRecei
             tokio::spawn(async move {
                 match tls.accept(tcp).await {
                     Ok(s) => {
-                        let _ = tx.send(Ok(ClientTlsInfo::of(&s)));
+                        let info = ClientTlsInfo::of(&s);
+                        // The borrowing helpers and the owned summary must agree.
+                        let agree = peer_certificates(&s).unwrap_or_default()
+                            == info.peer_certificates.as_slice()
+                            && negotiated_alpn(&s) == info.alpn.as_deref();
+                        let _ = tx.send(if agree {
+                            Ok(info)
+                        } else {
+                            Err(TlsError::Config("helpers disagree".into()))
+                        });
                         echo_loop(s).await;
                     }
                     Err(e) => {
@@ -446,6 +455,31 @@ async fn alpn_is_negotiated() {
     assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     echo(&mut s, b"alpn").await;
     assert_eq!(rx.await.unwrap().as_deref(), Some(&b"http/1.1"[..]));
+}
+
+#[tokio::test]
+async fn alpn_mismatch_is_refused_and_no_alpn_is_accepted() {
+    let ca = TestCa::new("server-ca");
+    let ep = Endpoint::new(&ca.server());
+    let tls = ServerTls::new(ServerTlsConfig {
+        alpn: vec![b"h2".to_vec()],
+        ..ep.config()
+    })
+    .unwrap();
+    let (addr, mut rx) = serve(tls).await;
+    let other = UpstreamTls::new(UpstreamTlsConfig {
+        roots: UpstreamRoots::CaPem(ca.cert_pem().as_bytes().to_vec()),
+        alpn: vec![b"postgresql".to_vec()],
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(connect(&other, addr).await.is_err());
+    let err = next(&mut rx).await.unwrap_err();
+    assert_eq!(err.refusal(), Some(TlsRefusal::Handshake), "{err}");
+    // A client that offers no ALPN at all is served, with no protocol agreed.
+    let mut s = connect(&client_for(&ca, None), addr).await.unwrap();
+    echo(&mut s, b"no alpn").await;
+    assert_eq!(next(&mut rx).await.unwrap().alpn, None);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -186,10 +186,13 @@ impl ServerTls {
                 Ok(s)
             }
             Err(e) => {
+                // A connection closed before or during the handshake without any TLS
+                // error (load-balancer health checks, port scans) is not worth a warning.
+                let quiet = e.kind() == std::io::ErrorKind::UnexpectedEof && e.get_ref().is_none();
                 let err = handshake_error(e, Side::Client);
                 match err.refusal() {
-                    Some(refusal) => warn!(%refusal, error = %err, "client TLS refused"),
-                    None => debug!(error = %err, "client TLS handshake I/O error"),
+                    Some(refusal) if !quiet => warn!(%refusal, error = %err, "client TLS refused"),
+                    _ => debug!(error = %err, "client TLS handshake ended early"),
                 }
                 Err(err)
             }

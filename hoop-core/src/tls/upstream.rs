@@ -144,7 +144,9 @@ impl UpstreamTls {
     /// (also `[::1]`; checked against IP SANs).
     ///
     /// A refusal is logged (warn, with its reason) and returned as
-    /// [`TlsError::Upstream`].
+    /// [`TlsError::Upstream`]. With TLS 1.3 the client side finishes first: a target that
+    /// refuses *our* client certificate does so with an alert that surfaces on the first
+    /// read of the returned stream.
     pub async fn connect<S>(
         &self,
         server_name: &str,
