@@ -15,6 +15,7 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod io;
+pub mod mask;
 pub mod messages;
 pub mod scram;
 

@@ -1,0 +1,346 @@
+//! Masking of values on their way to the client: DataRow values (by the result's
+//! RowDescription), COPY TO STDOUT rows (text and CSV), and the fields of ErrorResponse /
+//! NoticeResponse that can echo row values.
+//!
+//! A masked value stays valid for its column type: text-like types (`text`, `varchar`,
+//! `bpchar`, `name`, `json`, `jsonb`, `xml`, `unknown`) get the masked string; for every
+//! other type a value that would change becomes NULL, and so does a binary value of a
+//! column a field-name rule masks.
+
+use std::borrow::Cow;
+
+use hoop_core::{Field, FieldKind, Masker};
+
+use crate::codec::Frame;
+use crate::error::PgError;
+use crate::messages::{DataRow, ErrorFields, RowDescription, tags};
+
+/// One result column, as needed for masking.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    /// Column name.
+    pub name: String,
+    /// Type OID.
+    pub type_oid: u32,
+    /// 0 text, 1 binary.
+    pub format: i16,
+}
+
+/// Columns of a result, built from a RowDescription.
+pub fn columns(desc: &RowDescription<'_>) -> Vec<Column> {
+    desc.fields
+        .iter()
+        .map(|f| Column {
+            name: f.name.to_owned(),
+            type_oid: f.type_oid,
+            format: f.format,
+        })
+        .collect()
+}
+
+/// Whether a type's values can hold any string.
+pub fn is_text_like(oid: u32) -> bool {
+    matches!(
+        oid,
+        25 | 1043 | 1042 | 19 | 18 | 114 | 3802 | 142 | 705 | 0
+    )
+}
+
+const JSONB_OID: u32 = 3802;
+
+/// Masks one value. Returns `None` when the value passes unchanged, `Some(None)` when it
+/// becomes NULL, `Some(Some(bytes))` when it is replaced.
+fn mask_value(masker: &dyn Masker, col: Option<&Column>, value: &[u8]) -> Option<Option<Vec<u8>>> {
+    let (name, oid, format) = match col {
+        Some(c) => (Some(c.name.as_str()), c.type_oid, c.format),
+        None => (None, 25, 0),
+    };
+    let text_like = is_text_like(oid);
+    let field = Field {
+        name,
+        table: None,
+        kind: if text_like { FieldKind::Text } else { FieldKind::Typed },
+    };
+    if format == 1 {
+        // Binary: text-like types are their UTF-8 bytes (jsonb with a version byte).
+        let (prefix, body) = match (oid, value) {
+            (JSONB_OID, [1, rest @ ..]) => (Some(1u8), rest),
+            (JSONB_OID, _) => return masker.masks_field(&field).then_some(None),
+            _ => (None, value),
+        };
+        if text_like && let Ok(s) = std::str::from_utf8(body) {
+            return match masker.mask(&field, s) {
+                Cow::Borrowed(_) => None,
+                Cow::Owned(m) => {
+                    let mut out = Vec::with_capacity(m.len() + 1);
+                    out.extend(prefix);
+                    out.extend_from_slice(m.as_bytes());
+                    Some(Some(out))
+                }
+            };
+        }
+        return masker.masks_field(&field).then_some(None);
+    }
+    let Ok(s) = std::str::from_utf8(value) else {
+        // Not UTF-8 in a text-format value (a non-UTF-8 client encoding): a field rule
+        // still applies; detectors cannot.
+        return masker.masks_field(&field).then_some(None);
+    };
+    match masker.mask(&field, s) {
+        Cow::Borrowed(_) => None,
+        Cow::Owned(m) if text_like => Some(Some(m.into_bytes())),
+        Cow::Owned(_) => Some(None),
+    }
+}
+
+/// Masks a DataRow. Returns the frame to send (the original when nothing changed) and
+/// the number of masked values.
+pub fn mask_data_row(
+    masker: &dyn Masker,
+    cols: &[Column],
+    frame: Frame,
+) -> Result<(Frame, u32), PgError> {
+    let row = DataRow::parse(frame.body())?;
+    let mut changed: Vec<(usize, Option<Vec<u8>>)> = Vec::new();
+    for (i, v) in row.values().enumerate() {
+        if let Some(v) = v?
+            && let Some(new) = mask_value(masker, cols.get(i), v)
+        {
+            changed.push((i, new));
+        }
+    }
+    if changed.is_empty() {
+        return Ok((frame, 0));
+    }
+    let n = changed.len() as u32;
+    let mut changes = changed.into_iter().peekable();
+    let mut values = Vec::with_capacity(row.len());
+    for (i, v) in row.values().enumerate() {
+        let v = v?;
+        match changes.peek() {
+            Some((j, _)) if *j == i => {
+                let (_, new) = changes.next().unwrap_or((i, None));
+                values.push(new.map(Cow::Owned));
+            }
+            _ => values.push(v.map(Cow::Borrowed)),
+        }
+    }
+    Ok((DataRow::encode(values), n))
+}
+
+/// COPY TO STDOUT row format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CopyFormat {
+    /// Tab-separated text with backslash escapes; `\N` is NULL.
+    Text,
+    /// CSV with `"` quoting.
+    Csv,
+    /// Binary (masked only by refusing nothing: binary COPY rows carry no names; values
+    /// pass unchanged, documented).
+    Binary,
+}
+
+/// Masks one CopyData row of COPY TO STDOUT. Returns the frame to send and the number of
+/// masked values.
+pub fn mask_copy_row(masker: &dyn Masker, format: CopyFormat, frame: Frame) -> (Frame, u32) {
+    let body = frame.body();
+    let Ok(text) = std::str::from_utf8(body) else {
+        return (frame, 0);
+    };
+    let field = Field::anonymous();
+    let (out, n) = match format {
+        CopyFormat::Binary => return (frame, 0),
+        CopyFormat::Text => {
+            let line = text.strip_suffix('\n').unwrap_or(text);
+            let mut n = 0u32;
+            let mut parts: Vec<Cow<'_, str>> = Vec::new();
+            for f in line.split('\t') {
+                let m = if f == "\\N" { Cow::Borrowed(f) } else { masker.mask(&field, f) };
+                if matches!(m, Cow::Owned(_)) {
+                    n += 1;
+                }
+                parts.push(m);
+            }
+            if n == 0 {
+                return (frame, 0);
+            }
+            let mut s = parts.join("\t");
+            if text.ends_with('\n') {
+                s.push('\n');
+            }
+            (s, n)
+        }
+        CopyFormat::Csv => {
+            let line = text.strip_suffix('\n').unwrap_or(text);
+            let mut n = 0u32;
+            let mut out = String::with_capacity(text.len());
+            for (i, (value, quoted)) in split_csv(line).into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let m = masker.mask(&field, &value);
+                let changed = matches!(m, Cow::Owned(_));
+                if changed {
+                    n += 1;
+                }
+                if quoted || m.contains([',', '"', '\n', '\r']) {
+                    out.push('"');
+                    out.push_str(&m.replace('"', "\"\""));
+                    out.push('"');
+                } else {
+                    out.push_str(&m);
+                }
+            }
+            if n == 0 {
+                return (frame, 0);
+            }
+            if text.ends_with('\n') {
+                out.push('\n');
+            }
+            (out, n)
+        }
+    };
+    (Frame::new(tags::COPY_DATA, out.as_bytes()), n)
+}
+
+/// Splits a CSV line into (unquoted value, was quoted).
+fn split_csv(line: &str) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut in_quotes = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, in_quotes) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', true) => in_quotes = false,
+            ('"', false) if cur.is_empty() => {
+                in_quotes = true;
+                quoted = true;
+            }
+            (',', false) => {
+                out.push((std::mem::take(&mut cur), quoted));
+                quoted = false;
+            }
+            (c, _) => cur.push(c),
+        }
+    }
+    out.push((cur, quoted));
+    out
+}
+
+/// Masks the free-text fields of an ErrorResponse / NoticeResponse (message, detail,
+/// hint, context) with the content detectors.
+pub fn mask_error_fields(masker: &dyn Masker, frame: Frame) -> Result<(Frame, u32), PgError> {
+    let fields = ErrorFields::parse(frame.body())?;
+    let field = Field::anonymous();
+    let mut n = 0u32;
+    let masked: Vec<(u8, Cow<'_, str>)> = fields
+        .fields
+        .iter()
+        .map(|(code, v)| {
+            if matches!(code, b'M' | b'D' | b'H' | b'W' | b'q') {
+                let m = masker.mask(&field, v);
+                if matches!(m, Cow::Owned(_)) {
+                    n += 1;
+                }
+                (*code, m)
+            } else {
+                (*code, Cow::Borrowed(*v))
+            }
+        })
+        .collect();
+    if n == 0 {
+        return Ok((frame, 0));
+    }
+    let tag = frame.tag();
+    Ok((
+        ErrorFields::encode(tag, masked.iter().map(|(c, v)| (*c, v.as_ref()))),
+        n,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Masks any value containing '@' (like an e-mail detector) and every value of a
+    /// column named `secret`.
+    struct AtMasker;
+    impl Masker for AtMasker {
+        fn mask<'v>(&self, field: &Field<'_>, value: &'v str) -> Cow<'v, str> {
+            if field.name == Some("secret") || value.contains('@') {
+                Cow::Owned("[REDACTED]".into())
+            } else {
+                Cow::Borrowed(value)
+            }
+        }
+        fn masks_field(&self, field: &Field<'_>) -> bool {
+            field.name == Some("secret")
+        }
+    }
+
+    fn col(name: &str, oid: u32, format: i16) -> Column {
+        Column {
+            name: name.into(),
+            type_oid: oid,
+            format,
+        }
+    }
+
+    #[test]
+    fn data_row_text_typed_binary() {
+        let cols = vec![col("email", 25, 0), col("id", 23, 0), col("secret", 23, 1), col("note", 25, 1)];
+        let f = DataRow::encode([
+            Some(Cow::Borrowed(&b"a@b.c"[..])),
+            Some(Cow::Borrowed(&b"42"[..])),
+            Some(Cow::Borrowed(&[0u8, 0, 0, 7][..])),
+            Some(Cow::Borrowed(&b"x@y"[..])),
+        ]);
+        let (out, n) = mask_data_row(&AtMasker, &cols, f).unwrap();
+        assert_eq!(n, 3);
+        let row = DataRow::parse(out.body()).unwrap();
+        let v: Vec<_> = row.values().collect::<Result<_, _>>().unwrap();
+        assert_eq!(v[0], Some(&b"[REDACTED]"[..]));
+        assert_eq!(v[1], Some(&b"42"[..]));
+        assert_eq!(v[2], None, "binary int under a name rule becomes NULL");
+        assert_eq!(v[3], Some(&b"[REDACTED]"[..]), "binary text is masked as text");
+    }
+
+    #[test]
+    fn unchanged_row_is_the_same_frame() {
+        let cols = vec![col("a", 25, 0)];
+        let f = DataRow::encode([Some(Cow::Borrowed(&b"plain"[..])), None]);
+        let (out, n) = mask_data_row(&AtMasker, &cols, f.clone()).unwrap();
+        assert_eq!(n, 0);
+        assert_eq!(out.as_bytes().as_ptr(), f.as_bytes().as_ptr());
+    }
+
+    #[test]
+    fn copy_rows() {
+        let f = Frame::new(tags::COPY_DATA, b"1\ta@b.c\t\\N\n");
+        let (out, n) = mask_copy_row(&AtMasker, CopyFormat::Text, f);
+        assert_eq!(n, 1);
+        assert_eq!(out.body(), b"1\t[REDACTED]\t\\N\n");
+        let f = Frame::new(tags::COPY_DATA, b"1,\"a@b.c, x\",plain\n");
+        let (out, n) = mask_copy_row(&AtMasker, CopyFormat::Csv, f);
+        assert_eq!(n, 1);
+        assert_eq!(out.body(), b"1,\"[REDACTED]\",plain\n");
+    }
+
+    #[test]
+    fn error_detail() {
+        let f = ErrorFields::encode(
+            b'E',
+            [(b'S', "ERROR"), (b'C', "23505"), (b'M', "duplicate key"), (b'D', "Key (email)=(a@b.c) already exists.")],
+        );
+        let (out, n) = mask_error_fields(&AtMasker, f).unwrap();
+        assert_eq!(n, 1);
+        let p = ErrorFields::parse(out.body()).unwrap();
+        assert_eq!(p.get(b'D'), Some("[REDACTED]"));
+        assert_eq!(p.code(), Some("23505"));
+    }
+}
