@@ -163,9 +163,10 @@ impl InMemoryGateBuilder {
         self
     }
 
-    /// Calls `sink` with every transition (outside the gate's lock, in order per review),
-    /// e.g. to put it in the gateway's audit trail. It must not block: to hand transitions
-    /// to a task, `try_send` them into a bounded channel.
+    /// Calls `sink` with every transition, in the order of [`InMemoryGate::history`],
+    /// e.g. to put it in the gateway's audit trail. It must not block and must not call
+    /// back into the gate: to hand transitions to a task, `try_send` them into a bounded
+    /// channel.
     pub fn sink(mut self, sink: impl Fn(&Transition) + Send + Sync + 'static) -> Self {
         self.sink = Some(Arc::new(sink));
         self
@@ -178,6 +179,7 @@ impl InMemoryGateBuilder {
                 config: self.config,
                 notifiers: self.notifiers,
                 sink: self.sink,
+                publish: Mutex::new(()),
                 state: Mutex::new(State {
                     reviews: HashMap::new(),
                     grants: HashMap::new(),
@@ -195,6 +197,9 @@ struct Inner {
     notifiers: Vec<Arc<dyn Notifier>>,
     sink: Option<Sink>,
     state: Mutex<State>,
+    /// Taken before the state lock is released and held while publishing, so the sink
+    /// and the log see transitions in the order of the history.
+    publish: Mutex<()>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -397,7 +402,15 @@ impl InMemoryGate {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn publish(&self, out: Out) {
+    /// Takes the publish lock (while the caller still holds the state lock).
+    fn publish_lock(&self) -> MutexGuard<'_, ()> {
+        self.inner
+            .publish
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn publish(&self, out: Out, _order: MutexGuard<'_, ()>) {
         for t in &out {
             if self.inner.config.log_transitions {
                 info!(
@@ -420,16 +433,19 @@ impl InMemoryGate {
     /// Reviews waiting for a verdict, oldest first.
     pub fn list_pending(&self) -> Vec<ReviewInfo> {
         let mut out = Vec::new();
-        let mut v: Vec<ReviewInfo> = {
+        let (mut v, order) = {
             let mut st = self.lock();
+            let order = self.publish_lock();
             st.prune(&self.inner.config, &mut out);
-            st.reviews
+            let v: Vec<ReviewInfo> = st
+                .reviews
                 .values()
                 .filter(|r| r.info.state == ReviewState::Pending)
                 .map(|r| r.info.clone())
-                .collect()
+                .collect();
+            (v, order)
         };
-        self.publish(out);
+        self.publish(out, order);
         v.sort_by_key(|r| r.created_at);
         v
     }
@@ -482,8 +498,9 @@ impl InMemoryGate {
     ) -> Result<Verdict, ApprovalError> {
         let config = &self.inner.config;
         let mut out = Vec::new();
-        let verdict = {
+        let (verdict, order) = {
             let mut guard = self.lock();
+            let order = self.publish_lock();
             let st = &mut *guard;
             let r = st
                 .reviews
@@ -537,9 +554,9 @@ impl InMemoryGate {
                 Some(&reviewer.subject),
                 reason,
             );
-            verdict
+            (verdict, order)
         };
-        self.publish(out);
+        self.publish(out, order);
         Ok(verdict)
     }
 
@@ -559,8 +576,9 @@ impl InMemoryGate {
             reason
         };
         let mut out = Vec::new();
-        let verdict = {
+        let (verdict, order) = {
             let mut guard = self.lock();
+            let order = self.publish_lock();
             let st = &mut *guard;
             let r = st
                 .reviews
@@ -598,9 +616,9 @@ impl InMemoryGate {
                 Some(&reviewer.subject),
                 Some(reason),
             );
-            verdict
+            (verdict, order)
         };
-        self.publish(out);
+        self.publish(out, order);
         Ok(verdict)
     }
 
@@ -608,17 +626,19 @@ impl InMemoryGate {
     /// verdict (a decision that raced with the timeout wins).
     fn on_hold_timeout(&self, id: &str) -> Verdict {
         let mut out = Vec::new();
-        let verdict = {
+        let (verdict, order) = {
             let mut st = self.lock();
+            let order = self.publish_lock();
             st.expire(&self.inner.config, &mut out, id, None);
-            match st.reviews.get(id) {
+            let v = match st.reviews.get(id) {
                 Some(r) => verdict_of(r),
                 None => Verdict::Expired {
                     review_id: id.to_owned(),
                 },
-            }
+            };
+            (v, order)
         };
-        self.publish(out);
+        self.publish(out, order);
         verdict
     }
 }
@@ -649,8 +669,9 @@ impl ApprovalGate for InMemoryGate {
         };
         let mut out = Vec::new();
         let mut notify = None;
-        let submission = {
+        let (submission, order) = {
             let mut st = self.lock();
+            let order = self.publish_lock();
             st.prune(config, &mut out);
             let now = Instant::now();
             let live = st
@@ -658,7 +679,7 @@ impl ApprovalGate for InMemoryGate {
                 .get(&key)
                 .filter(|g| g.deadline > now)
                 .map(|g| (g.review_id.clone(), g.by.clone(), g.until));
-            if let Some((review_id, by, until)) = live {
+            let submission = if let Some((review_id, by, until)) = live {
                 let info = ReviewInfo {
                     id: review_id.clone(),
                     ..info
@@ -744,9 +765,10 @@ impl ApprovalGate for InMemoryGate {
                         })
                     }
                 }
-            }
+            };
+            (submission, order)
         };
-        self.publish(out);
+        self.publish(out, order);
         if let Some(info) = notify {
             for n in &self.inner.notifiers {
                 n.notify(&info);

@@ -103,7 +103,7 @@ impl AsciicastRecorder {
             file,
             encoder,
             &self.writer,
-            path.display().to_string(),
+            Some(path),
             |e| matches!(e, Event::Terminal { .. }),
         )))
     }

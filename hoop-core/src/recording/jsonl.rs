@@ -77,7 +77,7 @@ impl JsonlRecorder {
             file,
             encoder,
             &self.writer,
-            path.display().to_string(),
+            Some(path),
             |_| true,
         )))
     }

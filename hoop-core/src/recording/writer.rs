@@ -12,10 +12,13 @@
 //! The writer drains what is queued into one buffer, writes and flushes it (so each batch
 //! reaches the kernel as whole lines), calls `sync_data` at most every
 //! [`WriterConfig::sync_interval`] while there is unsynced data, and on finish writes the
-//! end entry, flushes, syncs and only then answers. A write error marks the recording
+//! end entry, flushes, syncs and only then answers. At each sync the writer also checks
+//! that the path still names its file (a removed or replaced file counts as a write
+//! error: writes to an unlinked file succeed but are lost). A write error marks the recording
 //! failed: fail closed, `record` refuses from then on; fail open, it is logged and later
 //! events are counted as lost.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -102,14 +105,19 @@ pub(crate) struct QueuedRecording {
 
 impl QueuedRecording {
     /// Starts the writer task for `file` (already holding whatever `encoder` wrote at
-    /// open time) and returns the recording handle. Must run inside a Tokio runtime.
+    /// open time) and returns the recording handle. `path`, when given, is checked to
+    /// still name `file` at each sync. Must run inside a Tokio runtime.
     pub(crate) fn spawn<E: Encoder>(
         file: tokio::fs::File,
         encoder: E,
         config: &WriterConfig,
-        name: String,
+        path: Option<PathBuf>,
         wants: fn(&Event) -> bool,
     ) -> Self {
+        let name = path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| String::from("recording"));
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let shared = Arc::new(Shared {
             fail_closed: config.fail_closed,
@@ -126,6 +134,8 @@ impl QueuedRecording {
             sync_interval: config.sync_interval.max(Duration::from_millis(1)),
             reported_dropped: 0,
             broken: None,
+            path,
+            identity: None,
         };
         tokio::spawn(task.run());
         QueuedRecording { tx, shared, wants }
@@ -196,10 +206,23 @@ struct Writer<E> {
     reported_dropped: u64,
     /// The first write error, after which nothing more is written.
     broken: Option<String>,
+    /// The file's path, to check it is still there.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    path: Option<PathBuf>,
+    /// Path, device and inode of the file being written.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    identity: Option<(PathBuf, u64, u64)>,
 }
 
 impl<E: Encoder> Writer<E> {
     async fn run(mut self) {
+        #[cfg(unix)]
+        if let Some(path) = self.path.take() {
+            use std::os::unix::fs::MetadataExt;
+            if let Ok(m) = self.file.metadata().await {
+                self.identity = Some((path, m.dev(), m.ino()));
+            }
+        }
         let mut buf = Vec::with_capacity(16 * 1024);
         let mut dirty = false;
         let mut tick = tokio::time::interval(self.sync_interval);
@@ -209,11 +232,7 @@ impl<E: Encoder> Writer<E> {
                 m = self.rx.recv() => m,
                 _ = tick.tick(), if dirty => {
                     dirty = false;
-                    if self.broken.is_none() {
-                        if let Err(e) = self.file.sync_data().await {
-                            self.fail(format!("sync: {e}"));
-                        }
-                    }
+                    self.sync().await;
                     continue;
                 }
             };
@@ -244,11 +263,7 @@ impl<E: Encoder> Writer<E> {
                 dirty = true;
             }
             if let Some(ack) = finish {
-                if self.broken.is_none() {
-                    if let Err(e) = self.file.sync_data().await {
-                        self.fail(format!("sync: {e}"));
-                    }
-                }
+                self.sync().await;
                 self.encoder.closed(&self.shared.name);
                 let result = match &self.broken {
                     None => Ok(()),
@@ -307,6 +322,29 @@ impl<E: Encoder> Writer<E> {
                 if let Err(e) = self.encoder.dropped(time, n, buf) {
                     warn!(recording = %self.shared.name, error = %e, "dropped marker not encodable");
                 }
+            }
+        }
+    }
+
+    /// `sync_data`, then checks that the path still names this file (not removed or
+    /// replaced: writes to an unlinked file succeed but are lost).
+    async fn sync(&mut self) {
+        if self.broken.is_some() {
+            return;
+        }
+        if let Err(e) = self.file.sync_data().await {
+            self.fail(format!("sync: {e}"));
+            return;
+        }
+        #[cfg(unix)]
+        if let Some((path, dev, ino)) = &self.identity {
+            use std::os::unix::fs::MetadataExt;
+            let same = match tokio::fs::metadata(path).await {
+                Ok(m) => m.dev() == *dev && m.ino() == *ino,
+                Err(_) => false,
+            };
+            if !same {
+                self.fail(String::from("recording file was removed or replaced"));
             }
         }
     }
@@ -377,13 +415,7 @@ mod tests {
             .open("/dev/full")
             .await
             .unwrap();
-        let rec = QueuedRecording::spawn(
-            file,
-            Lines,
-            &WriterConfig::default(),
-            "/dev/full".into(),
-            |_| true,
-        );
+        let rec = QueuedRecording::spawn(file, Lines, &WriterConfig::default(), None, |_| true);
         rec.record(note()).unwrap();
         let mut refused = false;
         for _ in 0..500 {
@@ -402,6 +434,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn removed_file_fails_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.log");
+        let file = tokio::fs::File::create(&path).await.unwrap();
+        let config = WriterConfig {
+            sync_interval: Duration::from_millis(20),
+            ..WriterConfig::default()
+        };
+        let rec = QueuedRecording::spawn(file, Lines, &config, Some(path.clone()), |_| true);
+        rec.record(note()).unwrap();
+        // Let the writer record its file's identity and write the first batch.
+        for _ in 0..500 {
+            if std::fs::metadata(&path).unwrap().len() > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        std::fs::remove_file(&path).unwrap();
+        let mut refused = false;
+        for _ in 0..500 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if rec.record(note()).is_err() {
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused, "writing into a removed file must fail closed");
+        let err = Box::new(rec).finish("done").await.unwrap_err();
+        assert!(err.to_string().contains("removed"), "{err}");
+    }
+
+    #[tokio::test]
     async fn write_error_fail_open_keeps_accepting() {
         let file = tokio::fs::OpenOptions::new()
             .write(true)
@@ -412,7 +476,7 @@ mod tests {
             fail_closed: false,
             ..WriterConfig::default()
         };
-        let rec = QueuedRecording::spawn(file, Lines, &config, "/dev/full".into(), |_| true);
+        let rec = QueuedRecording::spawn(file, Lines, &config, None, |_| true);
         for _ in 0..50 {
             rec.record(note()).unwrap();
             tokio::time::sleep(Duration::from_millis(2)).await;
