@@ -3,12 +3,25 @@
 //! Two modes work together: a command can be *held* until a reviewer decides or a timeout
 //! passes, and an approval creates a time-bound *grant* for the same action fingerprint,
 //! so a client that could not wait retries and passes.
+//!
+//! Built-in: [`InMemoryGate`] (reviews and grants in memory, with an API to list,
+//! approve and reject, and an audit trail of every transition) and [`WebhookNotifier`]
+//! (tells reviewers about new reviews over HTTPS). [`RejectAll`] is the safe default when
+//! nobody reviews.
 
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
 use crate::{Action, Identity, SessionId};
+
+pub mod info;
+pub mod memory;
+pub mod webhook;
+
+pub use info::{Notifier, ReviewInfo, ReviewState, Transition, TransitionKind};
+pub use memory::{ApprovalError, GateConfig, InMemoryGate, InMemoryGateBuilder};
+pub use webhook::{WebhookConfig, WebhookError, WebhookNotifier};
 
 /// A request for review.
 #[derive(Clone, Debug, serde::Serialize)]

@@ -3,6 +3,17 @@
 //! Writing never blocks the relay: [`Recording::record`] enqueues and returns. When a
 //! recording fails and the recorder is configured to fail closed, `record` returns an
 //! error and the adapter ends the session.
+//!
+//! Built-in recorders:
+//!
+//! - [`JsonlRecorder`]: one JSON-lines audit file per session with a SHA-256 hash chain
+//!   over its lines; [`verify_file`] checks a recording and says where it was changed;
+//! - [`AsciicastRecorder`]: an asciicast v2 file of a terminal session, for replay with
+//!   any asciinema player;
+//! - [`TeeRecorder`]: fans a session out to several recorders (audit + replay).
+//!
+//! Both file recorders write through a bounded queue to a background task
+//! ([`WriterConfig`]), so [`Recording::record`] never blocks the relay.
 
 use std::net::SocketAddr;
 use std::time::SystemTime;
@@ -10,6 +21,18 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 
 use crate::{ActionClass, Identity, SessionId};
+
+pub mod asciicast;
+pub mod chain;
+pub mod jsonl;
+pub mod tee;
+pub mod writer;
+
+pub use asciicast::AsciicastRecorder;
+pub use chain::{VerifyError, VerifyReport, VerifyWarning, verify, verify_file};
+pub use jsonl::JsonlRecorder;
+pub use tee::TeeRecorder;
+pub use writer::WriterConfig;
 
 /// What is known about a session when its recording opens.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -133,7 +156,9 @@ pub trait Recording: Send + Sync {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoRecording;
 
-struct Discard;
+/// The recording of [`NoRecording`], also used by fail-open recorders that could not
+/// open their storage.
+pub(crate) struct Discard;
 
 #[async_trait]
 impl Recording for Discard {
@@ -161,6 +186,17 @@ pub mod time_serde {
         let dt = time::OffsetDateTime::from(t);
         dt.format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
+    }
+
+    /// Formats `t` as RFC 3339 with exactly three fractional digits (milliseconds), UTC,
+    /// e.g. `2026-01-02T03:04:05.678Z`.
+    pub fn format_ms(t: SystemTime) -> String {
+        const FMT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        );
+        time::OffsetDateTime::from(t)
+            .format(FMT)
+            .unwrap_or_else(|_| String::from("1970-01-01T00:00:00.000Z"))
     }
 
     /// Serde `serialize_with` helper.
