@@ -1,8 +1,15 @@
 //! The rule policy built from its TOML configuration form.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use hoop_core::policy::{PolicyConfig, RulePolicy};
-use hoop_core::{Action, ActionClass, AuthMethod, Command, Decision, Identity, Policy, Request, Resource};
+use hoop_core::{
+    Action, ActionClass, AuthMethod, Command, Decision, Identity, Policy, Request, Resource,
+};
 
 fn policy(toml_text: &str) -> RulePolicy {
     let cfg: PolicyConfig = toml::from_str(toml_text).unwrap();
@@ -80,23 +87,33 @@ async fn example_configuration_decides() {
 
     assert_eq!(
         decide(&p, &dba, &prod, &cmd(ActionClass::Ddl)).await,
-        Decision::deny(
-            "denied by rule \"no-ddl-in-prod\": schema changes go through migrations"
-        )
+        Decision::deny("denied by rule \"no-ddl-in-prod\": schema changes go through migrations")
     );
     assert_eq!(
         decide(&p, &dba, &prod, &cmd(ActionClass::Write)).await,
         Decision::review("review required by rule \"prod-writes\"")
     );
-    assert_eq!(decide(&p, &dba, &prod, &Action::Connect).await, Decision::Allow);
-    assert_eq!(decide(&p, &dba, &prod, &cmd(ActionClass::Admin)).await, Decision::Allow);
+    assert_eq!(
+        decide(&p, &dba, &prod, &Action::Connect).await,
+        Decision::Allow
+    );
+    assert_eq!(
+        decide(&p, &dba, &prod, &cmd(ActionClass::Admin)).await,
+        Decision::Allow
+    );
     // `any` does not cover unclassified commands.
     assert_eq!(
         decide(&p, &dba, &prod, &cmd(ActionClass::Unknown)).await,
         Decision::deny("no rule matched")
     );
-    assert_eq!(decide(&p, &dev, &stg, &Action::Connect).await, Decision::Allow);
-    assert_eq!(decide(&p, &dev, &stg, &cmd(ActionClass::Read)).await, Decision::Allow);
+    assert_eq!(
+        decide(&p, &dev, &stg, &Action::Connect).await,
+        Decision::Allow
+    );
+    assert_eq!(
+        decide(&p, &dev, &stg, &cmd(ActionClass::Read)).await,
+        Decision::Allow
+    );
     assert_eq!(
         decide(&p, &dev, &stg, &cmd(ActionClass::Write)).await,
         Decision::deny("no rule matched")
@@ -105,7 +122,10 @@ async fn example_configuration_decides() {
         decide(&p, &dev, &prod, &Action::Connect).await,
         Decision::deny("no rule matched")
     );
-    assert_eq!(decide(&p, &ci, &api, &cmd(ActionClass::Write)).await, Decision::Allow);
+    assert_eq!(
+        decide(&p, &ci, &api, &cmd(ActionClass::Write)).await,
+        Decision::Allow
+    );
     assert_eq!(
         decide(&p, &ci, &stg, &cmd(ActionClass::Write)).await,
         Decision::deny("no rule matched")
@@ -124,7 +144,10 @@ decision = "allow"
     );
     let id = Identity::new("x", AuthMethod::Oidc);
     let r = Resource::new("db", "postgres");
-    assert_eq!(decide(&p, &id, &r, &cmd(ActionClass::Read)).await, Decision::Allow);
+    assert_eq!(
+        decide(&p, &id, &r, &cmd(ActionClass::Read)).await,
+        Decision::Allow
+    );
     for c in [ActionClass::Unknown, ActionClass::Write, ActionClass::Admin] {
         assert_eq!(
             decide(&p, &id, &r, &cmd(c)).await,
@@ -193,14 +216,18 @@ fn configuration_errors_name_rule_and_key() {
     ];
     for (text, expected) in cases {
         let e = config_error(text);
-        assert!(e.starts_with(expected), "{text}\n got: {e}\n want: {expected}");
+        assert!(
+            e.starts_with(expected),
+            "{text}\n got: {e}\n want: {expected}"
+        );
     }
 }
 
 #[test]
 fn wrongly_typed_values_are_refused_by_the_parser() {
-    let r: Result<PolicyConfig, _> =
-        toml::from_str("[[rules]]\nname = \"a\"\ngroups = 3\nactions = [\"read\"]\ndecision = \"allow\"\n");
+    let r: Result<PolicyConfig, _> = toml::from_str(
+        "[[rules]]\nname = \"a\"\ngroups = 3\nactions = [\"read\"]\ndecision = \"allow\"\n",
+    );
     let e = r.unwrap_err().to_string();
     assert!(e.contains("expected a string or a list of strings"), "{e}");
     let r: Result<PolicyConfig, _> = toml::from_str("[policy]\nx = 1\n");

@@ -51,7 +51,9 @@ pub(crate) fn numeric_date(claims: &Value, name: &str) -> Result<Option<i64>, ()
                 Ok(Some(i64::try_from(u).unwrap_or(i64::MAX)))
             } else {
                 match n.as_f64() {
-                    Some(f) if f.is_finite() => Ok(Some(f.floor().clamp(i64::MIN as f64, i64::MAX as f64) as i64)),
+                    Some(f) if f.is_finite() => Ok(Some(
+                        f.floor().clamp(i64::MIN as f64, i64::MAX as f64) as i64,
+                    )),
                     _ => Err(()),
                 }
             }
@@ -75,7 +77,10 @@ mod tests {
         });
         assert_eq!(string_list(lookup(&c, "groups")), vec!["a", "b"]);
         assert_eq!(string_list(lookup(&c, "realm_access.roles")), vec!["r1"]);
-        assert_eq!(string_list(lookup(&c, "https://x.example/groups")), vec!["g"]);
+        assert_eq!(
+            string_list(lookup(&c, "https://x.example/groups")),
+            vec!["g"]
+        );
         assert_eq!(string_list(lookup(&c, "role")), vec!["solo"]);
         assert!(string_list(lookup(&c, "missing.path")).is_empty());
         assert!(lookup(&json!([1]), "x").is_none());

@@ -120,18 +120,21 @@ impl ClientCertAuthenticator {
                 .and_then(|cn| cn.as_str().ok())
                 .map(str::to_owned),
             source => {
-                let san = x509
-                    .subject_alternative_name()
-                    .map_err(|_| AuthError::Invalid("malformed subject alternative names".into()))?;
+                let san = x509.subject_alternative_name().map_err(|_| {
+                    AuthError::Invalid("malformed subject alternative names".into())
+                })?;
                 san.and_then(|ext| {
-                    ext.value.general_names.iter().find_map(|n| match (source, n) {
-                        (CertSubjectSource::SanEmail, GeneralName::RFC822Name(s))
-                        | (CertSubjectSource::SanDns, GeneralName::DNSName(s))
-                        | (CertSubjectSource::SanUri, GeneralName::URI(s)) => {
-                            Some((*s).to_owned())
-                        }
-                        _ => None,
-                    })
+                    ext.value
+                        .general_names
+                        .iter()
+                        .find_map(|n| match (source, n) {
+                            (CertSubjectSource::SanEmail, GeneralName::RFC822Name(s))
+                            | (CertSubjectSource::SanDns, GeneralName::DNSName(s))
+                            | (CertSubjectSource::SanUri, GeneralName::URI(s)) => {
+                                Some((*s).to_owned())
+                            }
+                            _ => None,
+                        })
                 })
             }
         };

@@ -52,8 +52,8 @@ impl KeySet {
         struct Doc {
             keys: Vec<serde_json::Value>,
         }
-        let doc: Doc = serde_json::from_slice(body)
-            .map_err(|e| format!("not a JWKS document: {e}"))?;
+        let doc: Doc =
+            serde_json::from_slice(body).map_err(|e| format!("not a JWKS document: {e}"))?;
         let keys: Vec<VerifyKey> = doc
             .keys
             .into_iter()
@@ -206,7 +206,11 @@ mod tests {
             b"{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"!!\"}]}",
             b"{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}]}",
         ] {
-            assert!(KeySet::parse(doc).is_err(), "{:?}", String::from_utf8_lossy(doc));
+            assert!(
+                KeySet::parse(doc).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(doc)
+            );
         }
     }
 

@@ -142,11 +142,7 @@ impl JwksCache {
 
     /// Number of usable keys currently cached.
     pub fn key_count(&self) -> usize {
-        self.inner
-            .read()
-            .keys
-            .as_ref()
-            .map_or(0, |k| k.keys.len())
+        self.inner.read().keys.as_ref().map_or(0, |k| k.keys.len())
     }
 
     /// Fetches the key set now (subject to the rate limit) and returns the number of
@@ -186,7 +182,8 @@ impl JwksCache {
         let (usable, stale, generation) = {
             let st = self.inner.read();
             let age = st.fetched_at.map(|t| t.elapsed());
-            let usable = st.keys.is_some() && age.is_some_and(|a| a <= self.inner.options.max_stale);
+            let usable =
+                st.keys.is_some() && age.is_some_and(|a| a <= self.inner.options.max_stale);
             let stale = age.is_none_or(|a| a >= self.inner.options.refresh_interval);
             (usable, stale, st.attempts)
         };

@@ -161,7 +161,10 @@ impl OidcAuthenticator {
             ));
         }
         if config.subject_claim.is_empty() {
-            return Err(AuthConfigError::invalid("subject_claim", "must not be empty"));
+            return Err(AuthConfigError::invalid(
+                "subject_claim",
+                "must not be empty",
+            ));
         }
         let jwks = match &config.jwks_url {
             Some(url) => {
@@ -180,7 +183,11 @@ impl OidcAuthenticator {
                         "discovery needs an https:// issuer (or set jwks_url)",
                     ));
                 }
-                JwksCache::discover(config.issuer.clone(), config.tls.clone(), config.jwks.clone())
+                JwksCache::discover(
+                    config.issuer.clone(),
+                    config.tls.clone(),
+                    config.jwks.clone(),
+                )
             }
         };
         Ok(OidcAuthenticator {

@@ -147,7 +147,9 @@ impl StaticToken {
 
 fn parse_hash(s: &str) -> Result<[u8; 32], String> {
     if s.starts_with(TOKEN_PREFIX) {
-        return Err("this looks like a token: store its SHA-256 (hash_token), never the token".into());
+        return Err(
+            "this looks like a token: store its SHA-256 (hash_token), never the token".into(),
+        );
     }
     let mut out = [0u8; 32];
     if s.len() != 64 || hex::decode_to_slice(s, &mut out).is_err() {
@@ -212,7 +214,8 @@ impl StaticTokenAuthenticator {
                 continue;
             }
             let mut parts = line.splitn(4, ':');
-            let (Some(subject), Some(groups), Some(hash)) = (parts.next(), parts.next(), parts.next())
+            let (Some(subject), Some(groups), Some(hash)) =
+                (parts.next(), parts.next(), parts.next())
             else {
                 return Err(err(n, "expected subject:groups:sha256hex[:expires]".into()));
             };
@@ -324,7 +327,10 @@ mod tests {
             auth.verify("hoop_wrong"),
             Err(AuthError::Invalid("unknown token".into()))
         );
-        assert_eq!(auth.verify(""), Err(AuthError::Invalid("unknown token".into())));
+        assert_eq!(
+            auth.verify(""),
+            Err(AuthError::Invalid("unknown token".into()))
+        );
         assert_eq!(auth.verify(&old), Err(AuthError::Expired));
         assert_eq!(auth.verify("a.b.c"), Err(AuthError::NotApplicable));
         // The hash itself is not a credential.
@@ -361,9 +367,7 @@ mod tests {
         assert_eq!(b.subject, "bot");
         assert!(b.groups.is_empty());
         let exp = b.expires_at.unwrap();
-        let diff = exp
-            .duration_since(future)
-            .unwrap_or_else(|e| e.duration());
+        let diff = exp.duration_since(future).unwrap_or_else(|e| e.duration());
         assert!(diff < Duration::from_secs(1));
     }
 
@@ -374,12 +378,18 @@ mod tests {
             (format!("a:b:{t}\n"), "line 1", "looks like a token"),
             ("x\n".to_owned(), "line 1", "expected"),
             (format!("# c\n:g:{h}\n"), "line 2", "empty subject"),
-            (format!("a::{h}\nb::{h}\n"), "line 2", "same token hash as line 1"),
+            (
+                format!("a::{h}\nb::{h}\n"),
+                "line 2",
+                "same token hash as line 1",
+            ),
             (format!("a::{h}:tomorrow\n"), "line 1", "RFC 3339"),
             ("a::abcd\n".to_owned(), "line 1", "64 hex digits"),
         ];
         for (text, line, msg) in cases {
-            let e = StaticTokenAuthenticator::parse(&text).unwrap_err().to_string();
+            let e = StaticTokenAuthenticator::parse(&text)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(line) && e.contains(msg), "{text:?} -> {e}");
         }
     }

@@ -281,7 +281,7 @@ impl Rule {
                 .labels
                 .iter()
                 .all(|(k, v)| res.labels.get(k).is_some_and(|x| x == v))
-            && (self.protocols.is_empty() || self.protocols.iter().any(|p| *p == res.protocol))
+            && (self.protocols.is_empty() || self.protocols.contains(&res.protocol))
             && (self.groups.is_empty() || self.groups.iter().any(|g| id.in_group(g)))
             && (self.resources.is_empty() || self.resources.iter().any(|g| g.matches(&res.name)))
             && (self.subjects.is_empty() || self.subjects.iter().any(|g| g.matches(&id.subject)))
@@ -411,7 +411,9 @@ mod tests {
             Rule::deny("no-ddl-in-prod", "")
                 .resources(["prod-*"])
                 .actions(ActionMatch::class(ActionClass::Ddl)),
-            Rule::allow("dba-all").groups(["dba"]).actions(ActionMatch::any()),
+            Rule::allow("dba-all")
+                .groups(["dba"])
+                .actions(ActionMatch::any()),
         ]);
         assert_eq!(
             decide(&p, &dba(), &prod, &cmd(ActionClass::Ddl)),
@@ -436,7 +438,9 @@ mod tests {
         let api = Resource::new("prod-api", "http").with_label("env", "prod");
         let read = cmd(ActionClass::Read);
         let p = RulePolicy::new(vec![
-            Rule::allow("dba").groups(["dba"]).actions(ActionMatch::class(ActionClass::Read)),
+            Rule::allow("dba")
+                .groups(["dba"])
+                .actions(ActionMatch::class(ActionClass::Read)),
             Rule::allow("alice-staging")
                 .subjects(["alice@*"])
                 .label("env", "staging")
@@ -473,7 +477,9 @@ mod tests {
     fn connect_versus_commands() {
         let r = Resource::new("db", "postgres");
         let p = RulePolicy::new(vec![
-            Rule::allow("connect").groups(["dev"]).actions(ActionMatch::connect()),
+            Rule::allow("connect")
+                .groups(["dev"])
+                .actions(ActionMatch::connect()),
         ]);
         assert_eq!(decide(&p, &alice(), &r, &Action::Connect), Decision::Allow);
         for c in ActionClass::ALL {
@@ -507,7 +513,8 @@ mod tests {
         assert!(!ActionMatch::any().covers(ActionClass::Unknown));
         assert!(ActionMatch::any().covers_connect());
         let p = p.with_rule(
-            Rule::review("unknown", "unclassified").actions(ActionMatch::class(ActionClass::Unknown)),
+            Rule::review("unknown", "unclassified")
+                .actions(ActionMatch::class(ActionClass::Unknown)),
         );
         assert_eq!(
             decide(&p, &dba(), &r, &unknown),
