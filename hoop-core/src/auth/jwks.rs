@@ -1,15 +1,4 @@
-//! A cache of an identity provider's JSON Web Key Set, fetched over verified TLS.
-//!
-//! * The set is fetched on first use and again when it is older than
-//!   [`JwksOptions::refresh_interval`] (in the background while the old keys are served).
-//! * A token whose `kid` is not in the set triggers one refresh, then fails with
-//!   [`AuthError::UnknownKey`]. Fetches are rate-limited: none starts within
-//!   [`JwksOptions::min_refresh_interval`] of the previous attempt, so a flood of tokens
-//!   with bogus `kid`s costs at most one fetch per interval; concurrent misses share one
-//!   fetch.
-//! * When a refresh fails, the previous keys are kept (for at most
-//!   [`JwksOptions::max_stale`]); with no keys at all, authentication answers
-//!   [`AuthError::Unavailable`] (fail closed).
+//! A cache of an identity provider's JSON Web Key Set (see [`JwksCache`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -85,6 +74,23 @@ struct Inner {
 
 /// A shared, self-refreshing cache of one issuer's signing keys. Cloning is cheap and
 /// clones share the cache.
+///
+/// Fetched over verified TLS ([`HttpsClient`]):
+///
+/// * The set is fetched on first use and again when it is older than
+///   [`JwksOptions::refresh_interval`] (in the background while the old keys are served).
+/// * A token whose `kid` is not in the set triggers one refresh, then fails with
+///   [`AuthError::UnknownKey`]. Fetches are rate-limited: none starts within
+///   [`JwksOptions::min_refresh_interval`] of the previous attempt, so a flood of tokens
+///   with bogus `kid`s costs at most one fetch per interval; concurrent misses share one
+///   fetch.
+/// * When a refresh fails, the previous keys are kept (for at most
+///   [`JwksOptions::max_stale`]); with no keys at all, authentication answers
+///   [`AuthError::Unavailable`] (fail closed).
+/// * A document that is not a JWKS, or holds no usable signing key (only `oct`, `enc`,
+///   unknown curves, RSA under 2048 bits...), counts as a failed fetch. At most 64 keys
+///   are read; the body is limited to [`JwksOptions::max_body`].
+
 #[derive(Clone)]
 pub struct JwksCache {
     inner: Arc<Inner>,
@@ -190,11 +196,20 @@ impl JwksCache {
         if !usable {
             self.inner.refresh(generation).await;
         } else if stale && !self.inner.refreshing.swap(true, Ordering::AcqRel) {
-            let inner = self.inner.clone();
-            tokio::spawn(async move {
-                inner.refresh(generation).await;
-                inner.refreshing.store(false, Ordering::Release);
-            });
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    let inner = self.inner.clone();
+                    rt.spawn(async move {
+                        inner.refresh(generation).await;
+                        inner.refreshing.store(false, Ordering::Release);
+                    });
+                }
+                Err(_) => {
+                    // Not on a Tokio runtime: refresh inline rather than panic.
+                    self.inner.refresh(generation).await;
+                    self.inner.refreshing.store(false, Ordering::Release);
+                }
+            }
         }
         self.inner.usable()
     }

@@ -1,24 +1,5 @@
-//! Gateway-issued bearer tokens, stored only as SHA-256 hashes.
-//!
-//! Tokens are 32 random bytes, base64url, prefixed `hoop_` ([`generate_token`]). Only the
-//! hex SHA-256 of a token is ever stored; the gateway hashes a presented token and looks
-//! the hash up. Because tokens are high-entropy, an unsalted hash is enough: it cannot be
-//! reversed, and a lookup keyed by the hash leaks nothing about any stored token.
-//!
-//! # File format
-//!
-//! One token per line, `subject:groups:sha256hex` or `subject:groups:sha256hex:expires`:
-//!
-//! ```text
-//! # comments and blank lines are ignored
-//! ci-bot:deployers,readers:3f0a...64 hex digits...
-//! alice@example.com::9b71...64 hex digits...:2027-01-01T00:00:00Z
-//! ```
-//!
-//! * `subject`: not empty, no `:`;
-//! * `groups`: comma-separated, may be empty;
-//! * `sha256hex`: 64 hex digits, the SHA-256 of the token (never the token itself);
-//! * `expires` (optional): an RFC 3339 time after which the token is refused.
+//! Gateway-issued bearer tokens, stored only as SHA-256 hashes
+//! (see [`StaticTokenAuthenticator`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -160,9 +141,32 @@ fn parse_hash(s: &str) -> Result<[u8; 32], String> {
 
 /// Authenticates gateway-issued tokens against a table of hashes.
 ///
+/// Tokens are 32 random bytes, base64url, prefixed `hoop_` ([`generate_token`]). Only the
+/// hex SHA-256 of a token is ever stored; the gateway hashes a presented token and looks
+/// the hash up. Because tokens are high-entropy, an unsalted hash is enough: it cannot be
+/// reversed, and a lookup keyed by the hash leaks nothing about any stored token.
+///
 /// Bearer tokens shaped like a JWT, and client certificates, answer
 /// [`AuthError::NotApplicable`]; any other unknown token is [`AuthError::Invalid`];
 /// a known token past its expiry is [`AuthError::Expired`].
+///
+/// # File format ([`from_file`](Self::from_file), [`parse`](Self::parse))
+///
+/// One token per line, `subject:groups:sha256hex` or `subject:groups:sha256hex:expires`:
+///
+/// ```text
+/// # comments and blank lines are ignored
+/// ci-bot:deployers,readers:3f0a...64 hex digits...
+/// alice@example.com::9b71...64 hex digits...:2027-01-01T00:00:00Z
+/// ```
+///
+/// * `subject`: not empty, no `:`;
+/// * `groups`: comma-separated, may be empty;
+/// * `sha256hex`: 64 hex digits, the SHA-256 of the token (never the token itself; a
+///   value starting with `hoop_` is refused);
+/// * `expires` (optional): an RFC 3339 time after which the token is refused.
+///
+/// [`StaticToken::to_line`] writes this format.
 #[derive(Clone, Debug, Default)]
 pub struct StaticTokenAuthenticator {
     by_hash: HashMap<[u8; 32], StaticToken>,
@@ -184,7 +188,7 @@ impl StaticTokenAuthenticator {
         Ok(StaticTokenAuthenticator { by_hash })
     }
 
-    /// Parses the token file format (see the [module docs](self)).
+    /// Parses the token file format (see the [type docs](Self)).
     pub fn parse(text: &str) -> Result<Self, AuthConfigError> {
         Self::parse_named(text, "(inline)")
     }
