@@ -251,6 +251,29 @@ mod tests {
         assert!(KeySet::parse(doc.as_bytes()).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = KeySet::parse(&body);
+        }
+
+        #[test]
+        fn arbitrary_jwk_fields_never_panic(
+            kty in "(RSA|EC|OKP|oct|x)",
+            crv in "(P-256|P-384|Ed25519|X25519|)",
+            a in "[A-Za-z0-9_=-]{0,90}",
+            b in "[A-Za-z0-9_=-]{0,90}",
+            alg in "(RS256|ES256|EdDSA|HS256|none|)",
+        ) {
+            let doc = serde_json::json!({"keys": [{"kty": kty, "crv": crv, "x": a, "y": b, "n": a, "e": b, "alg": alg}]});
+            if let Ok(set) = KeySet::parse(doc.to_string().as_bytes()) {
+                for k in &set.keys {
+                    proptest::prop_assert!(k.alg.is_none_or(|x| x.key_kind() == k.kind));
+                }
+            }
+        }
+    }
+
     #[test]
     fn bits() {
         assert_eq!(significant_bits(&[0, 0, 1]), 1);

@@ -235,3 +235,10 @@ impl RulePolicy {
         Ok(RulePolicy::new(rules))
     }
 }
+
+impl TryFrom<&PolicyConfig> for RulePolicy {
+    type Error = PolicyConfigError;
+    fn try_from(config: &PolicyConfig) -> Result<Self, Self::Error> {
+        RulePolicy::from_config(config)
+    }
+}

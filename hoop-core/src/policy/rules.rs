@@ -308,8 +308,8 @@ impl Rule {
 pub const NO_RULE_MATCHED: &str = "no rule matched";
 
 /// A policy made of ordered rules: the first rule that matches decides; when none
-/// matches, the request is denied with [`NO_RULE_MATCHED`]. Deciding does no I/O and,
-/// for an allow, no allocation.
+/// matches, the request is denied with [`NO_RULE_MATCHED`]. Deciding does no I/O;
+/// decisions are prepared when the policy is built.
 #[derive(Clone, Debug, Default)]
 pub struct RulePolicy {
     rules: Vec<Rule>,
