@@ -4,9 +4,11 @@ use async_trait::async_trait;
 
 use crate::{Action, Identity, Resource};
 
+pub mod config;
 pub mod rules;
 
-pub use rules::{Rule, RulePolicy};
+pub use config::{PolicyConfig, PolicyConfigError, RuleConfig};
+pub use rules::{ActionMatch, NO_RULE_MATCHED, Rule, RuleDecision, RulePolicy};
 
 /// What the policy is asked: may this identity do this action on this resource?
 #[derive(Clone, Copy, Debug)]
