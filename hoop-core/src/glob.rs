@@ -26,34 +26,36 @@ impl Glob {
         &self.pattern
     }
 
-    /// Whether `text` matches the whole pattern.
+    /// Whether `text` matches the whole pattern (no allocation).
     pub fn matches(&self, text: &str) -> bool {
-        let p: Vec<char> = self.pattern.chars().collect();
-        let t: Vec<char> = text.chars().collect();
-        // Iterative wildcard matching with single backtrack point: O(|p|*|t|) worst case.
+        let p = self.pattern.as_str();
+        let first = |s: &str, at: usize| s.get(at..).and_then(|r| r.chars().next());
+        // Wildcard matching with one backtrack point, over byte offsets that always sit
+        // on character boundaries: O(|p|*|t|) worst case.
         let (mut pi, mut ti) = (0usize, 0usize);
         let mut star: Option<(usize, usize)> = None;
-        while ti < t.len() {
-            match p.get(pi) {
+        while let Some(tc) = first(text, ti) {
+            match first(p, pi) {
                 Some('*') => {
                     star = Some((pi, ti));
                     pi += 1;
                 }
-                Some(&c) if c == '?' || Some(&c) == t.get(ti) => {
-                    pi += 1;
-                    ti += 1;
+                Some(pc) if pc == '?' || pc == tc => {
+                    pi += pc.len_utf8();
+                    ti += tc.len_utf8();
                 }
                 _ => match star {
                     Some((sp, st)) => {
+                        let skipped = first(text, st).map_or(1, char::len_utf8);
                         pi = sp + 1;
-                        ti = st + 1;
-                        star = Some((sp, st + 1));
+                        ti = st + skipped;
+                        star = Some((sp, ti));
                     }
                     None => return false,
                 },
             }
         }
-        p.iter().skip(pi).all(|&c| c == '*')
+        p.get(pi..).is_some_and(|rest| rest.chars().all(|c| c == '*'))
     }
 }
 
@@ -71,5 +73,8 @@ mod tests {
         assert!(!Glob::new("exact").matches("exactly"));
         assert!(Glob::new("*.example.com").matches("db.example.com"));
         assert!(!Glob::new("*.example.com").matches("example.org"));
+        assert!(Glob::new("é*ü").matches("éxyzü"));
+        assert!(Glob::new("?b").matches("éb"));
+        assert!(!Glob::new("a?").matches("a"));
     }
 }

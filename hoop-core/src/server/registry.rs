@@ -83,7 +83,7 @@ impl SessionRegistry {
     }
 
     /// Registers a new live session; dropping the returned handle (or calling
-    /// [`SessionHandle::end`]) moves it to the recent list.
+    /// [`SessionHandle::set_end_reason`] then dropping it) moves it to the recent list.
     pub fn register(
         &self,
         id: SessionId,
