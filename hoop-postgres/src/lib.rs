@@ -10,6 +10,8 @@
 //!   `tls-server-end-point` channel binding) and md5, for logging in to targets with
 //!   injected credentials.
 
+pub mod adapter;
+pub mod cancel;
 pub mod classify;
 pub mod codec;
 pub mod config;
@@ -17,7 +19,11 @@ pub mod error;
 pub mod io;
 pub mod mask;
 pub mod messages;
+pub mod relay;
 pub mod scram;
+pub mod startup;
+pub mod upstream;
 
+pub use adapter::PostgresAdapter;
 pub use config::{PostgresOptions, PostgresTarget, Secret};
 pub use error::{CodecError, PgError};

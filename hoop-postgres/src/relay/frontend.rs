@@ -1,0 +1,325 @@
+//! Client -> target: every statement is classified and decided before it is forwarded.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hoop_core::sequence::{Authorized, Checked};
+use hoop_core::{ActionClass, Command};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use super::expect::{Expect, FAILING_STATEMENT};
+use crate::classify::ClassCache;
+use crate::codec::Frame;
+use crate::error::PgError;
+use crate::io::{FrameReader, FrameWriter};
+use crate::messages::{
+    Bind, Close, Describe, ErrorResponse, Execute, Parse, Query, Severity, Target, tags,
+};
+
+/// Most named statements / portals a session may hold (bounded memory).
+const MAX_NAMED: usize = 10_000;
+
+/// Why the client side ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FrontendEnd {
+    /// The client sent Terminate.
+    Terminated,
+    /// The client closed the connection.
+    Closed,
+    /// Told to stop (the other half ended, or the session was cancelled).
+    Stopped,
+}
+
+/// The client-to-target half of a session.
+pub struct Frontend<'a, R, W> {
+    /// Proof of authorization; decides and records commands.
+    pub auth: &'a Authorized,
+    /// Client messages.
+    pub reader: FrameReader<R>,
+    /// Target writes.
+    pub writer: FrameWriter<W>,
+    /// Expected answers, to the backend half.
+    pub expects: mpsc::Sender<Expect>,
+    /// Notices for the client, to the backend half (which owns the client writer).
+    pub notices: mpsc::Sender<Frame>,
+    /// Classification cache.
+    pub cache: &'a ClassCache,
+    /// The target is read-only: attempts to lift it are refused.
+    pub read_only: bool,
+    /// Set on every message, for the idle timeout.
+    pub activity: &'a super::Activity,
+    /// Statement name -> its command.
+    pub statements: HashMap<String, Arc<Command>>,
+    /// Portal name -> its statement's command.
+    pub portals: HashMap<String, Arc<Command>>,
+}
+
+fn denial(reason: &str) -> Frame {
+    ErrorResponse::new(
+        Severity::Error,
+        "42501",
+        format!("hoop: statement refused: {reason}"),
+    )
+    .encode()
+}
+
+/// Whether a statement would lift the read-only protection of a target.
+fn lifts_read_only(cmd: &Command) -> bool {
+    let t = cmd.text.to_ascii_lowercase();
+    t.contains("read write")
+        || t.contains("read_only")
+        || t.contains("read only")
+        || t.contains("session_authorization")
+        || t.contains("set role")
+        || t.contains("set_config")
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
+    async fn expect(&self, e: Expect) -> Result<(), PgError> {
+        self.expects
+            .send(e)
+            .await
+            .map_err(|_| PgError::Refused("session ended".into()))
+    }
+
+    /// Decides a command: `Ok(None)` to forward it, `Ok(Some(frame))` with the
+    /// ErrorResponse to give instead. A review holds here: nothing the client sent after
+    /// the statement is read before the verdict.
+    async fn decide(&mut self, cmd: &Arc<Command>, stop: &CancellationToken) -> Result<Option<Frame>, PgError> {
+        if self.read_only && lifts_read_only(cmd) {
+            self.auth.record(hoop_core::Event::Note {
+                kind: "read_only_violation".into(),
+                detail: serde_json::json!({ "text": cmd.text }),
+            })?;
+            return Ok(Some(denial("the resource is read-only")));
+        }
+        match self.auth.check(Command::clone(cmd)).await? {
+            Checked::Allowed => Ok(None),
+            Checked::Denied { reason } => {
+                info!(class = %cmd.class, %reason, "statement denied");
+                Ok(Some(denial(&reason)))
+            }
+            Checked::Pending(pending) => {
+                // Let everything before the held statement run and reach the client.
+                self.writer.flush().await?;
+                let notice = ErrorResponse::new(
+                    Severity::Notice,
+                    "00000",
+                    format!(
+                        "hoop: statement held for review {}: waiting for approval",
+                        pending.id
+                    ),
+                )
+                .with_hint("a reviewer approves or rejects it; once approved, retrying the same statement passes")
+                .encode();
+                let _ = self.notices.send(notice).await;
+                info!(review = %pending.id, class = %cmd.class, "statement held for review");
+                let verdict = tokio::select! {
+                    v = self.auth.await_review(pending) => v?,
+                    _ = stop.cancelled() => return Err(PgError::Refused("session ended during review".into())),
+                };
+                Ok(verdict.map(|reason| denial(&reason)))
+            }
+        }
+    }
+
+    /// Runs until the client ends or `stop` fires.
+    pub async fn run(mut self, stop: &CancellationToken) -> Result<FrontendEnd, PgError> {
+        loop {
+            if !self.reader.has_frame() {
+                self.writer.flush().await?;
+            }
+            let frame = tokio::select! {
+                f = self.reader.next() => f?,
+                _ = stop.cancelled() => return Ok(FrontendEnd::Stopped),
+            };
+            let Some(frame) = frame else {
+                return Ok(FrontendEnd::Closed);
+            };
+            self.activity.touch();
+            match frame.tag() {
+                tags::QUERY => {
+                    let q = Query::parse(frame.body())?;
+                    let cmd = self.cache.classify(q.sql);
+                    let started = Instant::now();
+                    match self.decide(&cmd, stop).await? {
+                        None => {
+                            self.expect(Expect::Query {
+                                cmd: Some(cmd),
+                                started,
+                                replace_error: None,
+                            })
+                            .await?;
+                            self.writer.push(frame.as_bytes()).await?;
+                        }
+                        Some(err) => {
+                            self.expect(Expect::Query {
+                                cmd: None,
+                                started,
+                                replace_error: Some(err),
+                            })
+                            .await?;
+                            self.writer
+                                .push(Query::encode(FAILING_STATEMENT).as_bytes())
+                                .await?;
+                        }
+                    }
+                }
+                tags::PARSE => {
+                    let p = Parse::parse(frame.body())?;
+                    let cmd = self.cache.classify(p.query);
+                    let name = p.name.to_owned();
+                    match self.decide(&cmd, stop).await? {
+                        None => {
+                            if !name.is_empty() && self.statements.len() >= MAX_NAMED {
+                                self.expect(Expect::Parse {
+                                    name: String::new(),
+                                    replace_error: Some(denial("too many prepared statements in this session")),
+                                })
+                                .await?;
+                                self.push_failing_parse().await?;
+                                continue;
+                            }
+                            self.statements.insert(name.clone(), cmd);
+                            self.expect(Expect::Parse {
+                                name,
+                                replace_error: None,
+                            })
+                            .await?;
+                            self.writer.push(frame.as_bytes()).await?;
+                        }
+                        Some(err) => {
+                            // The name no longer refers to what the client may believe
+                            // it does: forget it (a harmless earlier statement under
+                            // the same name cannot be executed in its place).
+                            self.statements.remove(&name);
+                            self.expect(Expect::Parse {
+                                name,
+                                replace_error: Some(err),
+                            })
+                            .await?;
+                            self.push_failing_parse().await?;
+                        }
+                    }
+                }
+                tags::BIND => {
+                    let b = Bind::parse(frame.body())?;
+                    let cmd = self.statements.get(b.statement).cloned();
+                    if let Some(cmd) = cmd {
+                        if self.portals.len() < MAX_NAMED || b.portal.is_empty() {
+                            self.portals.insert(b.portal.to_owned(), cmd);
+                        }
+                    } else {
+                        self.portals.remove(b.portal);
+                    }
+                    self.expect(Expect::Bind {
+                        portal: b.portal.to_owned(),
+                        statement: b.statement.to_owned(),
+                        formats: b.result_formats,
+                    })
+                    .await?;
+                    self.writer.push(frame.as_bytes()).await?;
+                }
+                tags::DESCRIBE => {
+                    let d = Describe::parse(frame.body())?;
+                    let e = match d.target {
+                        Target::Statement(n) => Expect::DescribeStatement(n.to_owned()),
+                        Target::Portal(n) => Expect::DescribePortal(n.to_owned()),
+                    };
+                    self.expect(e).await?;
+                    self.writer.push(frame.as_bytes()).await?;
+                }
+                tags::EXECUTE => {
+                    let e = Execute::parse(frame.body())?;
+                    let cmd = self.portals.get(e.portal).cloned();
+                    self.expect(Expect::Execute {
+                        portal: e.portal.to_owned(),
+                        cmd,
+                        started: Instant::now(),
+                    })
+                    .await?;
+                    self.writer.push(frame.as_bytes()).await?;
+                }
+                tags::CLOSE => {
+                    let c = Close::parse(frame.body())?;
+                    let (statement, name) = match c.target {
+                        Target::Statement(n) => {
+                            self.statements.remove(n);
+                            (true, n.to_owned())
+                        }
+                        Target::Portal(n) => {
+                            self.portals.remove(n);
+                            (false, n.to_owned())
+                        }
+                    };
+                    self.expect(Expect::Close { statement, name }).await?;
+                    self.writer.push(frame.as_bytes()).await?;
+                }
+                tags::SYNC => {
+                    self.expect(Expect::Sync).await?;
+                    self.writer.push(frame.as_bytes()).await?;
+                }
+                tags::FUNCTION_CALL => {
+                    // A direct function call by OID: its effect cannot be classified.
+                    let cmd = Arc::new(Command {
+                        class: ActionClass::Unknown,
+                        verb: "FUNCTION CALL".into(),
+                        text: "<FunctionCall message>".into(),
+                        objects: Vec::new(),
+                    });
+                    let started = Instant::now();
+                    match self.decide(&cmd, stop).await? {
+                        None => {
+                            self.expect(Expect::Query {
+                                cmd: Some(cmd),
+                                started,
+                                replace_error: None,
+                            })
+                            .await?;
+                            self.writer.push(frame.as_bytes()).await?;
+                        }
+                        Some(err) => {
+                            self.expect(Expect::Query {
+                                cmd: None,
+                                started,
+                                replace_error: Some(err),
+                            })
+                            .await?;
+                            self.writer
+                                .push(Query::encode(FAILING_STATEMENT).as_bytes())
+                                .await?;
+                        }
+                    }
+                }
+                tags::FLUSH | tags::COPY_DATA | tags::COPY_DONE | tags::COPY_FAIL => {
+                    self.writer.push(frame.as_bytes()).await?;
+                }
+                tags::TERMINATE => {
+                    self.writer.push(frame.as_bytes()).await?;
+                    self.writer.flush().await?;
+                    return Ok(FrontendEnd::Terminated);
+                }
+                other => {
+                    debug!(tag = other, "unexpected client message");
+                    return Err(PgError::Codec(crate::CodecError::Invalid {
+                        what: "client message",
+                        detail: format!("unexpected message type {:?}", char::from(other)),
+                    }));
+                }
+            }
+        }
+    }
+
+    async fn push_failing_parse(&mut self) -> Result<(), PgError> {
+        let mut body = Vec::with_capacity(FAILING_STATEMENT.len() + 4);
+        body.push(0);
+        body.extend_from_slice(FAILING_STATEMENT.as_bytes());
+        body.push(0);
+        body.extend_from_slice(&0i16.to_be_bytes());
+        self.writer.push(Frame::new(tags::PARSE, &body).as_bytes()).await
+    }
+}
