@@ -238,6 +238,11 @@ impl SessionHandle {
             *g = Some(reason.into());
         }
     }
+
+    /// How the session ended, if that was set already.
+    pub fn end_reason(&self) -> Option<String> {
+        self.inner.end_reason.lock().ok().and_then(|g| g.clone())
+    }
 }
 
 #[cfg(test)]
