@@ -146,7 +146,12 @@ where
         }
         let mut active = false;
         if !up.done {
-            match up.poll_copy(cx, Pin::new(&mut client), Pin::new(&mut upstream), &mut active) {
+            match up.poll_copy(
+                cx,
+                Pin::new(&mut client),
+                Pin::new(&mut upstream),
+                &mut active,
+            ) {
                 Poll::Ready(Ok(())) => up.done = true,
                 Poll::Ready(Err((side, e))) => {
                     return Poll::Ready(RelayEnd::Error {
@@ -158,8 +163,12 @@ where
             }
         }
         if !down.done {
-            match down.poll_copy(cx, Pin::new(&mut upstream), Pin::new(&mut client), &mut active)
-            {
+            match down.poll_copy(
+                cx,
+                Pin::new(&mut upstream),
+                Pin::new(&mut client),
+                &mut active,
+            ) {
                 Poll::Ready(Ok(())) => down.done = true,
                 Poll::Ready(Err((side, e))) => {
                     return Poll::Ready(RelayEnd::Error {
@@ -404,7 +413,9 @@ mod tests {
         let cancel = CancellationToken::new();
         let c2 = cancel.clone();
         let task =
-            tokio::spawn(async move { relay(gw_client, gw_up, Duration::from_secs(30), &c2).await });
+            tokio::spawn(
+                async move { relay(gw_client, gw_up, Duration::from_secs(30), &c2).await },
+            );
         cancel.cancel();
         assert_eq!(task.await.unwrap().end, RelayEnd::Cancelled);
     }

@@ -86,7 +86,10 @@ impl ServerBuilder {
         let mut bound = Vec::with_capacity(self.listeners.len());
         for l in self.listeners {
             validate(&l)?;
-            if bound.iter().any(|b: &BoundListener| b.config.name == l.name) {
+            if bound
+                .iter()
+                .any(|b: &BoundListener| b.config.name == l.name)
+            {
                 return Err(Error::Config(format!(
                     "listener {:?}: duplicate listener name",
                     l.name

@@ -55,7 +55,11 @@ impl ConnectionLimits {
     /// Takes a slot without waiting, or says which limit is reached.
     pub fn try_admit(&self) -> Result<ConnectionPermit, LimitHit> {
         let global = match &self.global {
-            Some(g) => Some(g.clone().try_acquire_owned().map_err(|_| LimitHit::Global)?),
+            Some(g) => Some(
+                g.clone()
+                    .try_acquire_owned()
+                    .map_err(|_| LimitHit::Global)?,
+            ),
             None => None,
         };
         let listener = self

@@ -231,7 +231,6 @@ fn start_session(
     let adapter = config.adapter.clone();
     let abort = shared.abort.clone();
     shared.tracker.spawn(async move {
-        let _permit = permit;
         let started = Instant::now();
         span.in_scope(|| debug!("session started"));
         let serve = adapter.serve(conn, ctx).instrument(span.clone());
@@ -252,6 +251,9 @@ fn start_session(
                 info!(parent: &span, duration_ms, outcome = "error", error = %e, "session ended");
             }
         }
+        // Free the slot before the registry entry ends, so a client that sees the session
+        // gone can connect again.
+        drop(permit);
         drop(handle);
     });
 }

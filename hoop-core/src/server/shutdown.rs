@@ -105,10 +105,16 @@ impl ServerHandle {
             deadline_ms = millis(deadline),
             "shutting down: draining sessions"
         );
-        if tokio::time::timeout(deadline, tracker.wait()).await.is_err() {
+        if tokio::time::timeout(deadline, tracker.wait())
+            .await
+            .is_err()
+        {
             let left = tracker.len();
             report.drained = report.live_at_start.saturating_sub(left);
-            info!(sessions = left, "drain deadline passed: cancelling sessions");
+            info!(
+                sessions = left,
+                "drain deadline passed: cancelling sessions"
+            );
             self.shared.sessions_cancel.cancel();
             if tokio::time::timeout(self.cancel_grace, tracker.wait())
                 .await

@@ -64,7 +64,9 @@ impl std::fmt::Debug for AuthLine {
 
 /// Reads one `AUTH <token>` line from `stream`, reading at most [`MAX_AUTH_LINE`] bytes
 /// before giving up.
-pub async fn read_auth_line<S: AsyncRead + Unpin>(stream: &mut S) -> Result<AuthLine, AuthLineError> {
+pub async fn read_auth_line<S: AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Result<AuthLine, AuthLineError> {
     let mut buf = BytesMut::with_capacity(512);
     let mut scanned = 0;
     loop {
@@ -151,12 +153,18 @@ mod tests {
             read(b"HELLO x\n").await,
             Err(AuthLineError::Malformed)
         ));
-        assert!(matches!(read(b"AUTH \n").await, Err(AuthLineError::Malformed)));
+        assert!(matches!(
+            read(b"AUTH \n").await,
+            Err(AuthLineError::Malformed)
+        ));
         assert!(matches!(
             read(b"AUTH a b\n").await,
             Err(AuthLineError::Malformed)
         ));
-        assert!(matches!(read(b"AUTH abc").await, Err(AuthLineError::Closed)));
+        assert!(matches!(
+            read(b"AUTH abc").await,
+            Err(AuthLineError::Closed)
+        ));
         let long = vec![b'A'; MAX_AUTH_LINE + 10];
         assert!(matches!(read(&long).await, Err(AuthLineError::TooLong)));
         let mut exact = b"AUTH ".to_vec();
