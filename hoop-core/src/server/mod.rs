@@ -27,3 +27,6 @@ pub use listener::{
 };
 pub use registry::{SessionHandle, SessionInfo, SessionRegistry};
 pub use shutdown::{ServerHandle, ShutdownReport};
+
+#[cfg(test)]
+mod tests;
