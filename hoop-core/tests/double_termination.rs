@@ -974,3 +974,61 @@ async fn client_certificate_identity() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Throughput through the gateway against the same target directly (a measurement, not a
+// timing assertion). Run: cargo test --release -p hoop-core --test double_termination
+// throughput -- --ignored --nocapture
+
+async fn pump(tls: TlsStream<TcpStream>, total: usize) -> (usize, Duration) {
+    let chunk = vec![0x5au8; 64 * 1024];
+    let started = std::time::Instant::now();
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let writer = tokio::spawn(async move {
+        let mut sent = 0;
+        while sent < total {
+            wr.write_all(&chunk).await.unwrap();
+            sent += chunk.len();
+        }
+        wr.shutdown().await.unwrap();
+        sent
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0;
+    loop {
+        match rd.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    let sent = writer.await.unwrap();
+    assert_eq!(sent, got);
+    (got, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run explicitly in release"]
+async fn throughput() {
+    let gateway_ca = TestCa::new("gateway-ca");
+    let upstream_ca = TestCa::new("upstream-ca");
+    let upstream = start_upstream(&upstream_ca.server(), &upstream_ca).await;
+    let gw = start_gateway(&gateway_ca, &upstream_ca, upstream.addr, Opts::default()).await;
+    let total = 256 * 1024 * 1024;
+    let direct_cfg = client_config(&upstream_ca);
+    let mb = |n: usize, d: Duration| n as f64 / 1e6 / d.as_secs_f64();
+    for round in 0..2 {
+        let direct = tls_connect(upstream.addr, &direct_cfg).await.unwrap();
+        let (n, d) = pump(direct, total).await;
+        let direct_rate = mb(n, d);
+        let (tls, line) = login(gw.addr, &client_config(&gateway_ca), "alice-token").await;
+        assert_eq!(line, "OK");
+        let (n, g) = pump(tls, total).await;
+        let gw_rate = mb(n, g);
+        println!(
+            "round {round}: echo of {} MB: direct {direct_rate:.0} MB/s, through gateway {gw_rate:.0} MB/s, ratio {:.2}",
+            total / 1_000_000,
+            gw_rate / direct_rate
+        );
+    }
+}

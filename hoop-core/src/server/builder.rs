@@ -200,8 +200,8 @@ impl Server {
             .map(|l| l.local)
     }
 
-    /// Starts accepting on every listener in background tasks and returns the handle
-    /// that stops them.
+    /// Starts accepting on every listener in background tasks (on the current Tokio
+    /// runtime: call it from async code) and returns the handle that stops them.
     pub fn spawn(self) -> ServerHandle {
         let stop_accept = CancellationToken::new();
         let names: Vec<(String, SocketAddr)> = self

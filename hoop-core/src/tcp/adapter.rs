@@ -9,7 +9,7 @@ use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::auth_line::{AuthLineError, OK_LINE, read_auth_line, write_err};
 use crate::io::Prefixed;
@@ -203,11 +203,13 @@ impl TcpAdapter {
         let mut stream = match tokio::time::timeout_at(deadline, tls.accept(tcp)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                warn!(error = %e, "client TLS handshake failed");
+                // Scanners and plaintext clients land here: the session end is logged
+                // (info) with the error by the server.
+                debug!(error = %e, "client TLS handshake failed");
                 return Err(e.into());
             }
             Err(_) => {
-                warn!("client TLS handshake timed out");
+                debug!("client TLS handshake timed out");
                 return Err(Error::Timeout("client TLS handshake"));
             }
         };
