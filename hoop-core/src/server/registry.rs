@@ -82,8 +82,8 @@ impl SessionRegistry {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a new live session; dropping the returned handle (or calling
-    /// [`SessionHandle::end`]) moves it to the recent list.
+    /// Registers a new live session; dropping the returned handle (its last clone) moves
+    /// it to the recent list, with the reason set by [`SessionHandle::set_end_reason`].
     pub fn register(
         &self,
         id: SessionId,
