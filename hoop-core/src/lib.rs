@@ -32,10 +32,12 @@ pub mod io;
 pub mod masking;
 pub mod policy;
 pub mod recording;
+pub mod relay;
 pub mod resource;
 pub mod sequence;
 pub mod server;
 pub mod session;
+pub mod tcp;
 pub mod tls;
 
 pub use action::{Action, ActionClass, Command, Fingerprint};

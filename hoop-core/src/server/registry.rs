@@ -82,8 +82,8 @@ impl SessionRegistry {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a new live session; dropping the returned handle (or calling
-    /// [`SessionHandle::set_end_reason`] then dropping it) moves it to the recent list.
+    /// Registers a new live session; dropping the returned handle (its last clone) moves
+    /// it to the recent list, with the reason set by [`SessionHandle::set_end_reason`].
     pub fn register(
         &self,
         id: SessionId,
@@ -237,6 +237,11 @@ impl SessionHandle {
         if let Ok(mut g) = self.inner.end_reason.lock() {
             *g = Some(reason.into());
         }
+    }
+
+    /// How the session ended, if that was set already.
+    pub fn end_reason(&self) -> Option<String> {
+        self.inner.end_reason.lock().ok().and_then(|g| g.clone())
     }
 }
 
