@@ -930,7 +930,6 @@ async fn plaintext_upstream_only_by_opt_in_and_recorded() {
 // Identity from a client certificate (mTLS), no AUTH line.
 
 #[tokio::test]
-#[ignore = "needs client-certificate verification in ServerTls (TLS work item); run with --ignored after the merge"]
 async fn client_certificate_identity() {
     bounded(async {
         let gateway_ca = TestCa::new("gateway-ca");
