@@ -55,7 +55,8 @@ impl Glob {
                 },
             }
         }
-        p.get(pi..).is_some_and(|rest| rest.chars().all(|c| c == '*'))
+        p.get(pi..)
+            .is_some_and(|rest| rest.chars().all(|c| c == '*'))
     }
 }
 

@@ -98,9 +98,10 @@ fn client_certificate(stream: &ClientStream) -> Option<CertificateDer<'static>> 
 
 impl PostgresAdapter {
     async fn serve_session(&self, conn: ClientConn, ctx: &SessionCtx) -> Result<(), PgError> {
-        let startup = tokio::time::timeout(ctx.handshake_timeout, client_startup(conn, ctx, &self.opts))
-            .await
-            .map_err(|_| PgError::Timeout("client startup"))??;
+        let startup =
+            tokio::time::timeout(ctx.handshake_timeout, client_startup(conn, ctx, &self.opts))
+                .await
+                .map_err(|_| PgError::Timeout("client startup"))??;
         let (stream, buffered, version, params) = match startup {
             Startup::Cancel { pid, key } => {
                 match self.cancels.lookup(pid, &key) {
@@ -121,7 +122,7 @@ impl PostgresAdapter {
             } => (stream, buffered, version, params),
         };
         let cert = client_certificate(&stream);
-        let (cr, cw) = tokio::io::split(stream);
+        let (cr, cw) = tokio::io::split(*stream);
         let mut reader = FrameReader::new(cr, self.opts.max_message, buffered);
         let mut writer = FrameWriter::new(cw, self.opts.flush_threshold);
 
@@ -204,11 +205,17 @@ impl PostgresAdapter {
                 return Err(fatal(writer, "08P01", "hoop: expected a password message").await);
             }
             let token = PasswordMessage::parse(frame.body())?;
-            ctx.authenticate(&Credential::Bearer(token.password.trim())).await
+            ctx.authenticate(&Credential::Bearer(token.password.trim()))
+                .await
         };
         match result {
             Ok(a) => Ok(a),
-            Err(e) => Err(fatal(writer, "28P01", &format!("hoop: authentication failed: {e}")).await),
+            Err(e) => Err(fatal(
+                writer,
+                "28P01",
+                &format!("hoop: authentication failed: {e}"),
+            )
+            .await),
         }
     }
 

@@ -63,7 +63,11 @@ impl CancelRegistry {
             let mut pid_arr = [0u8; 4];
             pid_arr.copy_from_slice(pid_bytes);
             let pid = (i32::from_be_bytes(pid_arr) & 0x7fff_ffff).max(1);
-            let key = Bytes::copy_from_slice(key_bytes.get(..if long_key { 32 } else { 4 }).unwrap_or(key_bytes));
+            let key = Bytes::copy_from_slice(
+                key_bytes
+                    .get(..if long_key { 32 } else { 4 })
+                    .unwrap_or(key_bytes),
+            );
             let id = (pid, key.clone());
             let Ok(mut m) = self.inner.lock() else {
                 continue;

@@ -40,10 +40,7 @@ pub fn columns(desc: &RowDescription<'_>) -> Vec<Column> {
 
 /// Whether a type's values can hold any string.
 pub fn is_text_like(oid: u32) -> bool {
-    matches!(
-        oid,
-        25 | 1043 | 1042 | 19 | 18 | 114 | 3802 | 142 | 705 | 0
-    )
+    matches!(oid, 25 | 1043 | 1042 | 19 | 18 | 114 | 3802 | 142 | 705 | 0)
 }
 
 const JSONB_OID: u32 = 3802;
@@ -59,7 +56,11 @@ fn mask_value(masker: &dyn Masker, col: Option<&Column>, value: &[u8]) -> Option
     let field = Field {
         name,
         table: None,
-        kind: if text_like { FieldKind::Text } else { FieldKind::Typed },
+        kind: if text_like {
+            FieldKind::Text
+        } else {
+            FieldKind::Typed
+        },
     };
     if format == 1 {
         // Binary: text-like types are their UTF-8 bytes (jsonb with a version byte).
@@ -155,7 +156,11 @@ pub fn mask_copy_row(masker: &dyn Masker, format: CopyFormat, frame: Frame) -> (
             let mut n = 0u32;
             let mut parts: Vec<Cow<'_, str>> = Vec::new();
             for f in line.split('\t') {
-                let m = if f == "\\N" { Cow::Borrowed(f) } else { masker.mask(&field, f) };
+                let m = if f == "\\N" {
+                    Cow::Borrowed(f)
+                } else {
+                    masker.mask(&field, f)
+                };
                 if matches!(m, Cow::Owned(_)) {
                     n += 1;
                 }
@@ -293,7 +298,12 @@ mod tests {
 
     #[test]
     fn data_row_text_typed_binary() {
-        let cols = vec![col("email", 25, 0), col("id", 23, 0), col("secret", 23, 1), col("note", 25, 1)];
+        let cols = vec![
+            col("email", 25, 0),
+            col("id", 23, 0),
+            col("secret", 23, 1),
+            col("note", 25, 1),
+        ];
         let f = DataRow::encode([
             Some(Cow::Borrowed(&b"a@b.c"[..])),
             Some(Cow::Borrowed(&b"42"[..])),
@@ -307,7 +317,11 @@ mod tests {
         assert_eq!(v[0], Some(&b"[REDACTED]"[..]));
         assert_eq!(v[1], Some(&b"42"[..]));
         assert_eq!(v[2], None, "binary int under a name rule becomes NULL");
-        assert_eq!(v[3], Some(&b"[REDACTED]"[..]), "binary text is masked as text");
+        assert_eq!(
+            v[3],
+            Some(&b"[REDACTED]"[..]),
+            "binary text is masked as text"
+        );
     }
 
     #[test]
@@ -335,7 +349,12 @@ mod tests {
     fn error_detail() {
         let f = ErrorFields::encode(
             b'E',
-            [(b'S', "ERROR"), (b'C', "23505"), (b'M', "duplicate key"), (b'D', "Key (email)=(a@b.c) already exists.")],
+            [
+                (b'S', "ERROR"),
+                (b'C', "23505"),
+                (b'M', "duplicate key"),
+                (b'D', "Key (email)=(a@b.c) already exists."),
+            ],
         );
         let (out, n) = mask_error_fields(&AtMasker, f).unwrap();
         assert_eq!(n, 1);

@@ -28,7 +28,7 @@ pub enum Startup {
     /// A session to serve.
     Session {
         /// The (possibly TLS) stream.
-        stream: ClientStream,
+        stream: Box<ClientStream>,
         /// Bytes the client sent after its StartupMessage.
         buffered: BytesMut,
         /// The protocol version spoken with the client (3.0 or 3.2).
@@ -87,10 +87,15 @@ pub async fn client_startup(
     }
     if buf.first() == Some(&0x16) {
         let Some(tls) = &ctx.tls else {
-            return Err(PgError::Refused("direct TLS on a listener without TLS".into()));
+            return Err(PgError::Refused(
+                "direct TLS on a listener without TLS".into(),
+            ));
         };
         let prefix = buf.split().freeze();
-        let stream = tls.accept_with_prefix(tcp, prefix).await.map_err(hoop_core::Error::from)?;
+        let stream = tls
+            .accept_with_prefix(tcp, prefix)
+            .await
+            .map_err(hoop_core::Error::from)?;
         if stream.get_ref().1.alpn_protocol() != Some(ALPN_POSTGRESQL) {
             return Err(PgError::Refused(
                 "direct TLS without ALPN \"postgresql\"".into(),
@@ -122,7 +127,9 @@ pub async fn client_startup(
             StartupFrame::GssEncRequest if !gss_refused => {
                 gss_refused = true;
                 if !buf.is_empty() {
-                    return Err(fatal(&mut tcp, "08P01", "unexpected data after GSSENCRequest").await);
+                    return Err(
+                        fatal(&mut tcp, "08P01", "unexpected data after GSSENCRequest").await,
+                    );
                 }
                 tcp.write_all(b"N").await?;
             }
@@ -142,7 +149,7 @@ pub async fn client_startup(
                 let mut stream = MaybeTls::Plain { inner: tcp };
                 let version = negotiate_version(&mut stream, version, &params).await?;
                 return Ok(Startup::Session {
-                    stream,
+                    stream: Box::new(stream),
                     buffered: buf,
                     version,
                     params,
@@ -162,7 +169,7 @@ async fn after_tls(
         StartupFrame::Startup { version, params } => {
             let version = negotiate_version(&mut stream, version, &params).await?;
             Ok(Startup::Session {
-                stream,
+                stream: Box::new(stream),
                 buffered: buf,
                 version,
                 params,

@@ -121,10 +121,7 @@ pub async fn login(
     write.write_all(&params.encode(PROTOCOL_3_0)).await?;
     write.flush().await?;
 
-    let password = target
-        .password
-        .read()
-        .map_err(PgError::TargetLogin)?;
+    let password = target.password.read().map_err(PgError::TargetLogin)?;
     let mut scram: Option<ScramClient> = None;
     // Authentication exchange.
     loop {
@@ -159,7 +156,9 @@ pub async fn login(
                     let mut client = ScramClient::new(&password, cb);
                     let first = client.client_first();
                     write
-                        .write_all(SaslInitialResponse::encode(client.mechanism(), &first).as_bytes())
+                        .write_all(
+                            SaslInitialResponse::encode(client.mechanism(), &first).as_bytes(),
+                        )
                         .await?;
                     debug!(mechanism = client.mechanism(), "SCRAM toward target");
                     scram = Some(client);

@@ -117,7 +117,12 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
         self.queue.pop_front()
     }
 
-    fn record_result(&mut self, cmd: Option<&Arc<Command>>, started: Instant, error: Option<String>) -> Result<(), PgError> {
+    fn record_result(
+        &mut self,
+        cmd: Option<&Arc<Command>>,
+        started: Instant,
+        error: Option<String>,
+    ) -> Result<(), PgError> {
         let p = std::mem::take(&mut self.progress);
         self.masked_total += p.masked;
         if cmd.is_none() && error.is_none() {
@@ -340,9 +345,8 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
         // The gateway's own error replaces the target's answer to a denied statement.
         self.front();
         let replacement = match self.queue.front_mut() {
-            Some(Expect::Query { replace_error, .. }) | Some(Expect::Parse { replace_error, .. }) => {
-                replace_error.take()
-            }
+            Some(Expect::Query { replace_error, .. })
+            | Some(Expect::Parse { replace_error, .. }) => replace_error.take(),
             _ => None,
         };
         match self.front() {

@@ -89,7 +89,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
     /// Decides a command: `Ok(None)` to forward it, `Ok(Some(frame))` with the
     /// ErrorResponse to give instead. A review holds here: nothing the client sent after
     /// the statement is read before the verdict.
-    async fn decide(&mut self, cmd: &Arc<Command>, stop: &CancellationToken) -> Result<Option<Frame>, PgError> {
+    async fn decide(
+        &mut self,
+        cmd: &Arc<Command>,
+        stop: &CancellationToken,
+    ) -> Result<Option<Frame>, PgError> {
         if self.read_only && lifts_read_only(cmd) {
             self.auth.record(hoop_core::Event::Note {
                 kind: "read_only_violation".into(),
@@ -178,7 +182,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
                             if !name.is_empty() && self.statements.len() >= MAX_NAMED {
                                 self.expect(Expect::Parse {
                                     name: String::new(),
-                                    replace_error: Some(denial("too many prepared statements in this session")),
+                                    replace_error: Some(denial(
+                                        "too many prepared statements in this session",
+                                    )),
                                 })
                                 .await?;
                                 self.push_failing_parse().await?;
@@ -320,6 +326,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
         body.extend_from_slice(FAILING_STATEMENT.as_bytes());
         body.push(0);
         body.extend_from_slice(&0i16.to_be_bytes());
-        self.writer.push(Frame::new(tags::PARSE, &body).as_bytes()).await
+        self.writer
+            .push(Frame::new(tags::PARSE, &body).as_bytes())
+            .await
     }
 }

@@ -108,7 +108,9 @@ pub struct RelayParts<'a, CR, CW, TR, TW> {
 }
 
 /// Relays until either side ends. Returns how it ended and the number of masked values.
-pub async fn relay<CR, CW, TR, TW>(parts: RelayParts<'_, CR, CW, TR, TW>) -> Result<(RelayEnd, u64), PgError>
+pub async fn relay<CR, CW, TR, TW>(
+    parts: RelayParts<'_, CR, CW, TR, TW>,
+) -> Result<(RelayEnd, u64), PgError>
 where
     CR: AsyncRead + Unpin,
     CW: AsyncWrite + Unpin,

@@ -1,0 +1,468 @@
+//! hoop-postgres against a real PostgreSQL 15 (TLS + SCRAM) with real clients: psql,
+//! pgbench and tokio-postgres.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ALICE, BOB, Gateway, Setup, connect, try_connect};
+use hoop_core::Identity;
+use hoop_core::identity::AuthMethod;
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_query_is_masked_and_recorded() {
+    let gw = std::sync::Arc::new(Gateway::start(Setup::default()).await);
+    let g = gw.clone();
+    let out = blocking(move || {
+        g.psql(
+            BOB,
+            &["-c", "select id, email, ssn, age from users order by id"],
+        )
+    })
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(
+        text.trim(),
+        "1|[REDACTED:EMAIL]|[REDACTED:SSN]|30\n2|[REDACTED:EMAIL]|[REDACTED:SSN]|40"
+    );
+    // The session went through verified TLS to the target with the injected login.
+    let g = gw.clone();
+    let out = blocking(move || {
+        g.psql(BOB, &["-c", "select current_user, ssl from pg_stat_ssl join pg_stat_activity using (pid) where pid = pg_backend_pid()"])
+    })
+    .await;
+    assert_eq!(stdout(&out).trim(), "app|t");
+    // Recorded, verifiable, without the token or the target password.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let recs = gw.recordings();
+    assert_eq!(recs.len(), 2, "one recording per session");
+    for r in &recs {
+        let report = hoop_core::recording::verify_file(r).unwrap();
+        assert!(report.is_complete(), "{report:?}");
+    }
+    let all = gw.all_recordings_text();
+    assert!(all.contains("select id, email, ssn, age from users order by id"));
+    assert!(all.contains("\"subject\":\"bob\""));
+    assert!(!all.contains(BOB), "token in a recording");
+    assert!(
+        !all.contains("app-secret"),
+        "target password in a recording"
+    );
+    assert!(
+        !all.contains("alice@example.com"),
+        "unmasked value in a recording"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_token_and_unknown_resource_are_refused() {
+    let gw = Gateway::start(Setup::default()).await;
+    let err = try_connect(&gw, "not-a-token").await.err().unwrap();
+    let db = err.as_db_error().expect("a database error");
+    assert_eq!(db.code().code(), "28P01");
+    // Plaintext clients are refused.
+    let port = gw.addr.port();
+    let out = blocking(move || {
+        std::process::Command::new("psql")
+            .arg(format!(
+                "host=127.0.0.1 port={port} user=x dbname=appdb password={BOB} sslmode=disable"
+            ))
+            .args(["-c", "select 1"])
+            .output()
+            .unwrap()
+    })
+    .await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("requires TLS"), "{}", stderr(&out));
+    // Unknown resource.
+    let conn = gw.conn_string(BOB).replace("dbname=appdb", "dbname=other");
+    let out = blocking(move || {
+        std::process::Command::new("psql")
+            .arg(conn)
+            .args(["-c", "select 1"])
+            .output()
+            .unwrap()
+    })
+    .await;
+    assert!(
+        stderr(&out).contains("no resource named"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_protocol_binary_masking_and_deny_keeps_session() {
+    let gw = Gateway::start(Setup::default()).await;
+    let c = connect(&gw, BOB).await;
+    // Extended protocol, binary results (tokio-postgres asks for binary).
+    let rows = c
+        .query(
+            "select id, email, ssn, age from users where id = $1",
+            &[&1i32],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let email: &str = rows[0].get(1);
+    assert_eq!(email, "[REDACTED:EMAIL]");
+    let ssn: &str = rows[0].get(2);
+    assert_eq!(ssn, "[REDACTED:SSN]");
+    let age: i32 = rows[0].get(3);
+    assert_eq!(age, 30);
+    // A destructive statement is denied for bob, with 42501, and the session goes on.
+    let err = c.execute("drop table t", &[]).await.unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "42501");
+    assert!(
+        err.as_db_error().unwrap().message().contains("not allowed"),
+        "{err:?}"
+    );
+    let err = c.batch_execute("select 1; drop table t").await.unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "42501");
+    let err = c.batch_execute("/* x */ DrOp TaBlE t").await.unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "42501");
+    let n: i64 = c
+        .query_one("select count(*) from t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "table t still exists and the session works");
+    // Pipelining: several queries in flight at once, answers in order.
+    let (a, b, d) = tokio::join!(
+        c.query_one("select 1::int", &[]),
+        c.query_one("select 2::int", &[]),
+        c.query_one("select 3::int", &[])
+    );
+    let v: Vec<i32> = [a, b, d].into_iter().map(|r| r.unwrap().get(0)).collect();
+    assert_eq!(v, vec![1, 2, 3]);
+    // A denied statement inside a transaction aborts it, as an error would.
+    c.batch_execute("begin; insert into t values (1)")
+        .await
+        .unwrap();
+    assert!(c.batch_execute("truncate t").await.is_err());
+    let err = c
+        .batch_execute("insert into t values (2)")
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "25P02");
+    c.batch_execute("rollback").await.unwrap();
+    let n: i64 = c
+        .query_one("select count(*) from t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reparse_under_same_name_is_decided_again() {
+    let gw = Gateway::start(Setup::default()).await;
+    let c = connect(&gw, BOB).await;
+    // A harmless statement prepared, then a destructive one under a new prepare: each
+    // Parse is decided on its own.
+    let harmless = c.prepare("select 1").await.unwrap();
+    assert!(c.prepare("drop table t").await.is_err());
+    c.query(&harmless, &[]).await.unwrap();
+    let n: i64 = c
+        .query_one("select count(*) from t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_holds_then_approval_runs_it_and_grant_lets_retry_pass() {
+    let gw = std::sync::Arc::new(Gateway::start(Setup::default()).await);
+    let c = connect(&gw, ALICE).await;
+    let gate = gw.gate.clone();
+    let approver = tokio::spawn(async move {
+        for _ in 0..200 {
+            if let Some(r) = gate.list_pending().first() {
+                let reviewer = Identity::new("carol", AuthMethod::StaticToken);
+                gate.approve(&r.id, &reviewer, Some("ok")).unwrap();
+                return r.id.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no review appeared");
+    });
+    c.batch_execute("drop table t2").await.unwrap();
+    let id = approver.await.unwrap();
+    assert!(id.starts_with("r-") || !id.is_empty());
+    let exists: bool = c
+        .query_one(
+            "select exists(select 1 from pg_tables where tablename = 't2')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!exists, "the approved DROP ran");
+    // The approval left a grant: the identical statement passes again without a review
+    // (it reaches the target, which answers that the table is gone).
+    let err = c.batch_execute("drop table t2").await.unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "42P01", "{err:?}");
+    assert!(gw.gate.list_pending().is_empty());
+    // Self-approval is refused.
+    let gate = gw.gate.clone();
+    let c2 = connect(&gw, ALICE).await;
+    let held = tokio::spawn(async move { c2.batch_execute("truncate t").await });
+    let mut pending = None;
+    for _ in 0..100 {
+        if let Some(r) = gate.list_pending().first() {
+            pending = Some(r.id.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = pending.unwrap();
+    let alice = Identity::new("alice", AuthMethod::StaticToken);
+    assert!(gate.approve(&id, &alice, None).is_err());
+    gate.reject(
+        &id,
+        &Identity::new("carol", AuthMethod::StaticToken),
+        "not now",
+    )
+    .unwrap();
+    let err = held.await.unwrap().unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "42501");
+    assert!(
+        err.as_db_error().unwrap().message().contains("not now"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_request_reaches_the_right_backend() {
+    let gw = Gateway::start(Setup::default()).await;
+    let c = connect(&gw, BOB).await;
+    let token = c.cancel_token();
+    let tls = {
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(&gw.ca_path).unwrap();
+        use rustls_pki_types::pem::PemObject;
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tokio_postgres_rustls::MakeRustlsConnect::new(config)
+    };
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        token.cancel_query(tls).await
+    });
+    let err = c.batch_execute("select pg_sleep(30)").await.unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "57014", "{err}");
+    canceller.await.unwrap().unwrap();
+    // The session is still usable.
+    let one: i32 = c.query_one("select 1::int", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_both_ways_and_copy_out_masking() {
+    let gw = std::sync::Arc::new(Gateway::start(Setup::default()).await);
+    let g = gw.clone();
+    let out = blocking(move || {
+        let mut child = std::process::Command::new("psql")
+            .arg(g.conn_string(BOB))
+            .args([
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                "copy users (id, email, ssn, age) from stdin",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"3\tcarol@example.com\t111-22-3333\t50\n4\tdave@example.com\t\\N\t60\n")
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        gw.pg.psql("appdb", "select count(*) from users").trim(),
+        "4"
+    );
+    let g = gw.clone();
+    let out = blocking(move || {
+        g.psql(
+            BOB,
+            &[
+                "-c",
+                "copy (select id, email from users where id >= 3 order by id) to stdout",
+            ],
+        )
+    })
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "3\t[REDACTED:EMAIL]\n4\t[REDACTED:EMAIL]\n");
+    let g = gw.clone();
+    let out = blocking(move || {
+        g.psql(
+            BOB,
+            &[
+                "-c",
+                "copy (select id, email from users where id = 3) to stdout with (format csv)",
+            ],
+        )
+    })
+    .await;
+    assert_eq!(stdout(&out), "3,[REDACTED:EMAIL]\n");
+    // COPY ... PROGRAM is admin: refused by the policy (no rule allows admin).
+    let g = gw.clone();
+    let out = blocking(move || g.psql(BOB, &["-c", "copy users to program 'cat'"])).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("refused"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_detail_values_are_masked() {
+    let gw = Gateway::start(Setup::default()).await;
+    let c = connect(&gw, BOB).await;
+    c.batch_execute("create table uniq (email text unique)")
+        .await
+        .unwrap();
+    c.batch_execute("insert into uniq values ('eve@example.com')")
+        .await
+        .unwrap();
+    let err = c
+        .batch_execute("insert into uniq values ('eve@example.com')")
+        .await
+        .unwrap_err();
+    let db = err.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "23505");
+    let detail = db.detail().unwrap_or_default();
+    assert!(!detail.contains("eve@example.com"), "{detail}");
+    assert!(detail.contains("[REDACTED:EMAIL]"), "{detail}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_target_certificate_fails_closed_with_reason() {
+    let other = hoop_testkit::TestCa::new("not-the-target-ca");
+    let dir = tempfile::tempdir().unwrap();
+    let wrong_ca = other.write_cert(dir.path(), "wrong.crt");
+    let gw = Gateway::start(Setup {
+        upstream_ca: Some(wrong_ca),
+        ..Setup::default()
+    })
+    .await;
+    let err = try_connect(&gw, BOB).await.err().unwrap();
+    let msg = err
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default();
+    assert!(msg.contains("unknown_issuer"), "{err:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let all = gw.all_recordings_text();
+    assert!(
+        all.contains("upstream TLS refused (unknown_issuer)"),
+        "{all}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_target_refuses_to_lift_it() {
+    let gw = Gateway::start(Setup {
+        read_only: true,
+        ..Setup::default()
+    })
+    .await;
+    let c = connect(&gw, BOB).await;
+    let err = c
+        .batch_execute("insert into t values (1)")
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "25006", "{err}");
+    for sql in [
+        "set default_transaction_read_only = off",
+        "begin read write",
+        "set session characteristics as transaction read write",
+    ] {
+        let err = c.batch_execute(sql).await.unwrap_err();
+        assert_eq!(
+            err.as_db_error().unwrap().code().code(),
+            "42501",
+            "{sql}: {err}"
+        );
+    }
+    let n: i64 = c
+        .query_one("select count(*) from t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbench_runs_through_the_gateway() {
+    let gw = std::sync::Arc::new(Gateway::start(Setup::default()).await);
+    // Initialise directly on the target (pgbench -i drops tables: destructive).
+    let direct = gw
+        .pg
+        .conn_string("postgres", &gw.pg.superuser_password, "appdb");
+    let g = gw.clone();
+    let out = blocking(move || {
+        let init = std::process::Command::new("pgbench")
+            .args(["-i", "-s", "1", "-q"])
+            .arg(&direct)
+            .output()
+            .unwrap();
+        assert!(
+            init.status.success(),
+            "{}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        g.pg.psql(
+            "appdb",
+            "GRANT SELECT ON ALL TABLES IN SCHEMA public TO app",
+        );
+        let conn = g.conn_string(BOB);
+        std::process::Command::new("pgbench")
+            .args(["-S", "-t", "200", "-c", "2", "-M", "extended"])
+            .arg(&conn)
+            .output()
+            .unwrap()
+    })
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("number of transactions actually processed: 400/400"),
+        "{}",
+        stdout(&out)
+    );
+}
