@@ -58,13 +58,18 @@ pub async fn fatal<S: AsyncWrite + Unpin>(
     PgError::Refused(message)
 }
 
-async fn read_startup<S: AsyncRead + Unpin>(
+/// Reads one startup packet; a malformed one gets a FATAL 08P01 before the error.
+async fn read_startup<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
 ) -> Result<StartupFrame, PgError> {
     loop {
-        if let Some(f) = decode_startup(buf, MAX_STARTUP_PACKET)? {
-            return Ok(f);
+        match decode_startup(buf, MAX_STARTUP_PACKET) {
+            Ok(Some(f)) => return Ok(f),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(fatal(stream, "08P01", format!("invalid startup packet: {e}")).await);
+            }
         }
         if stream.read_buf(buf).await? == 0 {
             return Err(PgError::Truncated);

@@ -190,8 +190,13 @@ where
             _ => RelayEnd::Client,
         }
     };
+    let protocol_error = match &front {
+        Err(PgError::Codec(e)) => Some(format!("hoop: protocol violation: {e}")),
+        Err(PgError::Truncated) => None,
+        _ => None,
+    };
     let fatal = match end {
-        RelayEnd::Client => None,
+        RelayEnd::Client => protocol_error.map(|m| ErrorResponse::new(Severity::Fatal, "08P01", m)),
         RelayEnd::Target => Some(ErrorResponse::new(
             Severity::Fatal,
             "08006",
