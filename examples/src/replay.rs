@@ -1,0 +1,1 @@
+//! Reading recordings back (filled in below).
