@@ -24,13 +24,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
 use hoop_core::approval::{ApprovalError, InMemoryGate};
 use hoop_core::auth::{CertSubjectSource, ClientCertAuthenticator, StaticTokenAuthenticator};
 use hoop_core::server::SessionRegistry;
 use hoop_core::tls::{ClientTlsInfo, ServerTls};
 use hoop_core::{Identity, SessionId};
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls_pki_types::CertificateDer;
@@ -125,7 +125,9 @@ pub async fn serve(
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
                 let cert = cert.clone();
-                async move { Ok::<_, Infallible>(handle(&state, cert.as_ref().as_ref(), peer, req).await) }
+                async move {
+                    Ok::<_, Infallible>(handle(&state, cert.as_ref().as_ref(), peer, req).await)
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -200,7 +202,10 @@ async fn handle(
     }
     let Some(who) = caller(state, cert, &req).await else {
         info!(%peer, %method, path, "admin API: unauthenticated request refused");
-        let mut r = error(StatusCode::UNAUTHORIZED, "admin token or client certificate required");
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "admin token or client certificate required",
+        );
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             header::HeaderValue::from_static("Bearer"),
@@ -264,7 +269,12 @@ async fn read_reason(req: Request<Incoming>) -> Result<Option<String>, Resp> {
     let body = Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
-        .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "body too large or unreadable"))?
+        .map_err(|_| {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body too large or unreadable",
+            )
+        })?
         .to_bytes();
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
@@ -296,7 +306,9 @@ fn decide(state: &AdminState, who: &Identity, id: &str, verb: &str, reason: Opti
             warn!(review = id, by = %who.subject, error = %e, "admin API: review decision refused");
             error(StatusCode::FORBIDDEN, &e.to_string())
         }
-        Err(e @ ApprovalError::AlreadyDecided { .. }) => error(StatusCode::CONFLICT, &e.to_string()),
+        Err(e @ ApprovalError::AlreadyDecided { .. }) => {
+            error(StatusCode::CONFLICT, &e.to_string())
+        }
         Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }

@@ -326,7 +326,10 @@ impl Config {
             if !PROTOCOLS.contains(&l.protocol.as_str()) {
                 return Err(ConfigError::new(
                     k("protocol"),
-                    format!("unknown protocol {:?} (expected one of {PROTOCOLS:?})", l.protocol),
+                    format!(
+                        "unknown protocol {:?} (expected one of {PROTOCOLS:?})",
+                        l.protocol
+                    ),
                 ));
             }
             if l.bind.parse::<SocketAddr>().is_err() {
@@ -339,13 +342,20 @@ impl Config {
                 return Err(ConfigError::new(k("max_connections"), "must be at least 1"));
             }
             if l.idle_timeout == Some(0) {
-                return Err(ConfigError::new(k("idle_timeout"), "must be at least 1 second"));
+                return Err(ConfigError::new(
+                    k("idle_timeout"),
+                    "must be at least 1 second",
+                ));
             }
             if let Some(t) = &l.tls {
                 check_server_tls(&k("tls"), t)?;
             }
             if l.protocol == "tcp" {
-                let n = self.resources.iter().filter(|r| r.listener == l.name).count();
+                let n = self
+                    .resources
+                    .iter()
+                    .filter(|r| r.listener == l.name)
+                    .count();
                 if n != 1 {
                     return Err(ConfigError::new(
                         k("name"),
@@ -373,15 +383,24 @@ impl Config {
         }
         if let Some(p) = &self.policy {
             hoop_core::policy::RulePolicy::from_config(p).map_err(|e| {
-                ConfigError::new(format!("policy.rules[{}].{}", e.index, e.key), e.message)
+                ConfigError::new(
+                    format!("policy.rules[{}].{}", e.index.saturating_sub(1), e.key),
+                    e.message,
+                )
             })?;
         }
         let a = &self.approvals;
         if a.hold_seconds == Some(0) {
-            return Err(ConfigError::new("approvals.hold_seconds", "must be at least 1"));
+            return Err(ConfigError::new(
+                "approvals.hold_seconds",
+                "must be at least 1",
+            ));
         }
         if a.grant_seconds == Some(0) {
-            return Err(ConfigError::new("approvals.grant_seconds", "must be at least 1"));
+            return Err(ConfigError::new(
+                "approvals.grant_seconds",
+                "must be at least 1",
+            ));
         }
         if let Some(u) = &a.webhook_url
             && !u.starts_with("https://")
@@ -437,7 +456,10 @@ impl Config {
         if !PROTOCOLS.contains(&r.protocol.as_str()) {
             return Err(ConfigError::new(
                 k("protocol"),
-                format!("unknown protocol {:?} (expected one of {PROTOCOLS:?})", r.protocol),
+                format!(
+                    "unknown protocol {:?} (expected one of {PROTOCOLS:?})",
+                    r.protocol
+                ),
             ));
         }
         let listener_names: Vec<&str> = if self.listeners.is_empty() {
@@ -491,10 +513,16 @@ impl Config {
         }
         if r.protocol == "postgres" {
             if r.database.as_deref().unwrap_or("").is_empty() {
-                return Err(ConfigError::new(k("database"), "required for postgres resources"));
+                return Err(ConfigError::new(
+                    k("database"),
+                    "required for postgres resources",
+                ));
             }
             if r.user.as_deref().unwrap_or("").is_empty() {
-                return Err(ConfigError::new(k("user"), "required for postgres resources"));
+                return Err(ConfigError::new(
+                    k("user"),
+                    "required for postgres resources",
+                ));
             }
             match (&r.password_env, &r.password_file) {
                 (Some(_), Some(_)) => {
@@ -572,7 +600,7 @@ mod tests {
     #[test]
     fn names_an_unknown_key() {
         let e = parse("[recording]\nfail_closd = true\n").unwrap_err();
-        assert_eq!(e.key, "recording");
+        assert_eq!(e.key, "recording.fail_closd");
         assert!(e.message.contains("fail_closd"), "{e}");
     }
 
@@ -590,8 +618,9 @@ mod tests {
 
     #[test]
     fn policy_errors_name_the_rule() {
-        let e = parse("[[policy.rules]]\nname = \"r\"\nactions = [\"read\"]\ndecision = \"maybe\"\n")
-            .unwrap_err();
+        let e =
+            parse("[[policy.rules]]\nname = \"r\"\nactions = [\"read\"]\ndecision = \"maybe\"\n")
+                .unwrap_err();
         assert!(e.key.starts_with("policy.rules[0]"), "{e}");
     }
 

@@ -78,7 +78,8 @@ pub fn ensure(dir: &Path) -> Result<DevPki, DevPkiError> {
 
     let key = KeyPair::generate()?;
     let mut leaf = CertificateParams::new(Vec::<String>::new())?;
-    leaf.distinguished_name.push(DnType::CommonName, "localhost");
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
     leaf.subject_alt_names = vec![
         SanType::DnsName("localhost".try_into()?),
         SanType::IpAddress([127, 0, 0, 1].into()),

@@ -18,7 +18,8 @@ use hoop_core::{
 };
 
 /// Upper bounds (milliseconds) of the command latency histogram buckets.
-pub const LATENCY_BUCKETS_MS: [u64; 12] = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
+pub const LATENCY_BUCKETS_MS: [u64; 12] =
+    [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
 
 /// The gateway's counters. Shared (`Arc`) by the decorators and the admin API.
 #[derive(Default, Debug)]
@@ -130,45 +131,109 @@ impl Metrics {
     /// The Prometheus text exposition of every metric (live sessions from `registry`).
     pub fn render(&self, registry: &SessionRegistry) -> String {
         let mut o = String::with_capacity(4096);
-        let _ = writeln!(o, "# HELP hoop_connections_total Connections accepted, by listener.");
+        let _ = writeln!(
+            o,
+            "# HELP hoop_connections_total Connections accepted, by listener."
+        );
         let _ = writeln!(o, "# TYPE hoop_connections_total counter");
         for (l, v) in snapshot(&self.connections) {
-            let _ = writeln!(o, "hoop_connections_total{{listener=\"{}\"}} {v}", label(&l));
+            let _ = writeln!(
+                o,
+                "hoop_connections_total{{listener=\"{}\"}} {v}",
+                label(&l)
+            );
         }
-        let _ = writeln!(o, "# HELP hoop_connections_active Connections being served.");
+        let _ = writeln!(
+            o,
+            "# HELP hoop_connections_active Connections being served."
+        );
         let _ = writeln!(o, "# TYPE hoop_connections_active gauge");
-        let _ = writeln!(o, "hoop_connections_active {}", self.connections_active.load(Relaxed));
-        let _ = writeln!(o, "# HELP hoop_sessions_live Live sessions in the registry.");
+        let _ = writeln!(
+            o,
+            "hoop_connections_active {}",
+            self.connections_active.load(Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "# HELP hoop_sessions_live Live sessions in the registry."
+        );
         let _ = writeln!(o, "# TYPE hoop_sessions_live gauge");
         let _ = writeln!(o, "hoop_sessions_live {}", registry.live_count());
-        let _ = writeln!(o, "# HELP hoop_sessions_recorded_total Session recordings opened.");
+        let _ = writeln!(
+            o,
+            "# HELP hoop_sessions_recorded_total Session recordings opened."
+        );
         let _ = writeln!(o, "# TYPE hoop_sessions_recorded_total counter");
-        let _ = writeln!(o, "hoop_sessions_recorded_total {}", self.recordings_opened.load(Relaxed));
-        let _ = writeln!(o, "# HELP hoop_policy_decisions_total Policy decisions, by action and kind.");
+        let _ = writeln!(
+            o,
+            "hoop_sessions_recorded_total {}",
+            self.recordings_opened.load(Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "# HELP hoop_policy_decisions_total Policy decisions, by action and kind."
+        );
         let _ = writeln!(o, "# TYPE hoop_policy_decisions_total counter");
         for ((a, k), v) in snapshot(&self.decisions) {
-            let _ = writeln!(o, "hoop_policy_decisions_total{{action=\"{a}\",decision=\"{k}\"}} {v}");
+            let _ = writeln!(
+                o,
+                "hoop_policy_decisions_total{{action=\"{a}\",decision=\"{k}\"}} {v}"
+            );
         }
-        let _ = writeln!(o, "# HELP hoop_masked_values_total Values masked before leaving the gateway.");
+        let _ = writeln!(
+            o,
+            "# HELP hoop_masked_values_total Values masked before leaving the gateway."
+        );
         let _ = writeln!(o, "# TYPE hoop_masked_values_total counter");
-        let _ = writeln!(o, "hoop_masked_values_total {}", self.masked_values.load(Relaxed));
-        let _ = writeln!(o, "# HELP hoop_upstream_tls_refusals_total Upstream TLS sessions refused, by reason.");
+        let _ = writeln!(
+            o,
+            "hoop_masked_values_total {}",
+            self.masked_values.load(Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "# HELP hoop_upstream_tls_refusals_total Upstream TLS sessions refused, by reason."
+        );
         let _ = writeln!(o, "# TYPE hoop_upstream_tls_refusals_total counter");
         for (r, v) in snapshot(&self.tls_refusals) {
-            let _ = writeln!(o, "hoop_upstream_tls_refusals_total{{reason=\"{}\"}} {v}", label(&r));
+            let _ = writeln!(
+                o,
+                "hoop_upstream_tls_refusals_total{{reason=\"{}\"}} {v}",
+                label(&r)
+            );
         }
-        let _ = writeln!(o, "# HELP hoop_session_errors_total Errors recorded in sessions.");
+        let _ = writeln!(
+            o,
+            "# HELP hoop_session_errors_total Errors recorded in sessions."
+        );
         let _ = writeln!(o, "# TYPE hoop_session_errors_total counter");
-        let _ = writeln!(o, "hoop_session_errors_total {}", self.session_errors.load(Relaxed));
-        let _ = writeln!(o, "# HELP hoop_approvals_total Review transitions seen in sessions, by state.");
+        let _ = writeln!(
+            o,
+            "hoop_session_errors_total {}",
+            self.session_errors.load(Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "# HELP hoop_approvals_total Review transitions seen in sessions, by state."
+        );
         let _ = writeln!(o, "# TYPE hoop_approvals_total counter");
         for (s, v) in snapshot(&self.approvals) {
             let _ = writeln!(o, "hoop_approvals_total{{state=\"{}\"}} {v}", label(&s));
         }
-        let _ = writeln!(o, "# HELP hoop_command_errors_total Commands the target answered with an error.");
+        let _ = writeln!(
+            o,
+            "# HELP hoop_command_errors_total Commands the target answered with an error."
+        );
         let _ = writeln!(o, "# TYPE hoop_command_errors_total counter");
-        let _ = writeln!(o, "hoop_command_errors_total {}", self.command_errors.load(Relaxed));
-        let _ = writeln!(o, "# HELP hoop_command_duration_seconds Time from forwarding a command to its result.");
+        let _ = writeln!(
+            o,
+            "hoop_command_errors_total {}",
+            self.command_errors.load(Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "# HELP hoop_command_duration_seconds Time from forwarding a command to its result."
+        );
         let _ = writeln!(o, "# TYPE hoop_command_duration_seconds histogram");
         for (i, b) in LATENCY_BUCKETS_MS.iter().enumerate() {
             let v = self.latency_buckets.get(i).map_or(0, |c| c.load(Relaxed));
@@ -176,7 +241,10 @@ impl Metrics {
             let _ = writeln!(o, "hoop_command_duration_seconds_bucket{{le=\"{le}\"}} {v}");
         }
         let count = self.latency_count.load(Relaxed);
-        let _ = writeln!(o, "hoop_command_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            o,
+            "hoop_command_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
         let sum = self.latency_sum_ms.load(Relaxed) as f64 / 1000.0;
         let _ = writeln!(o, "hoop_command_duration_seconds_sum {sum}");
         let _ = writeln!(o, "hoop_command_duration_seconds_count {count}");
@@ -340,9 +408,21 @@ mod tests {
             message: "upstream TLS refused (expired): certificate expired".into(),
         });
         let text = m.render(&SessionRegistry::new());
-        assert!(text.contains("hoop_command_duration_seconds_bucket{le=\"0.005\"} 0"), "{text}");
-        assert!(text.contains("hoop_command_duration_seconds_bucket{le=\"0.01\"} 1"), "{text}");
-        assert!(text.contains("hoop_command_duration_seconds_count 1"), "{text}");
-        assert!(text.contains("hoop_upstream_tls_refusals_total{reason=\"expired\"} 1"), "{text}");
+        assert!(
+            text.contains("hoop_command_duration_seconds_bucket{le=\"0.005\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hoop_command_duration_seconds_bucket{le=\"0.01\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hoop_command_duration_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hoop_upstream_tls_refusals_total{reason=\"expired\"} 1"),
+            "{text}"
+        );
     }
 }

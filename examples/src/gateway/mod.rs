@@ -171,11 +171,17 @@ impl Gateway {
 
 /// Runs a gateway until `shutdown` completes or SIGTERM / SIGINT arrives, then drains
 /// gracefully ([`DRAIN_DEADLINE`]). SIGHUP reloads the certificates. Prints the banner.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<ShutdownReport, GatewayError> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<ShutdownReport, GatewayError> {
     let gw = Gateway::start(config).await?;
     println!("{}", gw.banner());
     wait_for_stop(&gw, shutdown).await;
-    info!("shutting down: draining sessions for up to {}s", DRAIN_DEADLINE.as_secs());
+    info!(
+        "shutting down: draining sessions for up to {}s",
+        DRAIN_DEADLINE.as_secs()
+    );
     let report = gw.shutdown(DRAIN_DEADLINE).await;
     info!(?report, "gateway stopped");
     Ok(report)

@@ -103,8 +103,14 @@ pub(crate) fn default_policy() -> RulePolicy {
             ActionClass::Read,
             ActionClass::Write,
         ])),
-        Rule::review("schema-and-destructive", "schema changes and destructive statements need an approval")
-            .actions(ActionMatch::classes([ActionClass::Ddl, ActionClass::Destructive])),
+        Rule::review(
+            "schema-and-destructive",
+            "schema changes and destructive statements need an approval",
+        )
+        .actions(ActionMatch::classes([
+            ActionClass::Ddl,
+            ActionClass::Destructive,
+        ])),
     ])
 }
 
@@ -117,7 +123,11 @@ fn read_tokens(path: &Path) -> Result<String, GatewayError> {
 
 /// Creates `path` with one new token for `subject` (in `groups`) unless it exists.
 /// Returns the token when it was created.
-fn ensure_token_file(path: &Path, subject: &str, groups: &[&str]) -> Result<Option<String>, GatewayError> {
+fn ensure_token_file(
+    path: &Path,
+    subject: &str,
+    groups: &[&str],
+) -> Result<Option<String>, GatewayError> {
     if path.exists() {
         return Ok(None);
     }
@@ -141,8 +151,12 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
     config.check()?;
     hoop_core::install_crypto_provider();
     let data = data_dir(&config);
-    std::fs::create_dir_all(&data)
-        .map_err(|e| start_err(format!("cannot create data directory {}: {e}", data.display())))?;
+    std::fs::create_dir_all(&data).map_err(|e| {
+        start_err(format!(
+            "cannot create data directory {}: {e}",
+            data.display()
+        ))
+    })?;
     let mut pki = Pki {
         dir: data.clone(),
         made: None,
@@ -195,10 +209,16 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
     let (policy, policy_text): (Arc<dyn Policy>, String) = match &config.policy {
         Some(p) => {
             let rp = RulePolicy::from_config(p).map_err(|e| {
-                ConfigError::new(format!("policy.rules[{}].{}", e.index, e.key), e.message)
+                ConfigError::new(
+                    format!("policy.rules[{}].{}", e.index.saturating_sub(1), e.key),
+                    e.message,
+                )
             })?;
             let n = rp.rules().len();
-            (Arc::new(rp), format!("{n} rule(s) from the configuration; anything else denied"))
+            (
+                Arc::new(rp),
+                format!("{n} rule(s) from the configuration; anything else denied"),
+            )
         }
         None => (Arc::new(default_policy()), DEFAULT_POLICY_TEXT.to_owned()),
     };
@@ -209,7 +229,10 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
         .clone()
         .unwrap_or_else(|| data.join("recordings"));
     std::fs::create_dir_all(&recordings).map_err(|e| {
-        start_err(format!("cannot create recording directory {}: {e}", recordings.display()))
+        start_err(format!(
+            "cannot create recording directory {}: {e}",
+            recordings.display()
+        ))
     })?;
     info.recordings = recordings.clone();
     let recorder = JsonlRecorder::new(&recordings).with_writer(WriterConfig {
@@ -224,7 +247,11 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
     };
     let mut gate_builder = InMemoryGate::builder(gate_config);
     if let Some(url) = &ap.webhook_url {
-        let tls = upstream_tls("approvals.webhook_ca_file", ap.webhook_ca_file.as_deref(), &[])?;
+        let tls = upstream_tls(
+            "approvals.webhook_ca_file",
+            ap.webhook_ca_file.as_deref(),
+            &[],
+        )?;
         let n = WebhookNotifier::new(WebhookConfig::new(url), HttpsClient::new(tls))
             .map_err(|e| ConfigError::new("approvals.webhook_url", e.to_string()))?;
         gate_builder = gate_builder.notifier(n);
@@ -272,10 +299,18 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
             }
             _ => {
                 let Some((j, r)) = resources.first() else {
-                    return Err(ConfigError::new(format!("{key}.name"), "a tcp listener needs one resource").into());
+                    return Err(ConfigError::new(
+                        format!("{key}.name"),
+                        "a tcp listener needs one resource",
+                    )
+                    .into());
                 };
                 let (addr, security) = upstream_of(*j, r, &mut info)?;
-                Arc::new(TcpAdapter::new(TcpAdapterConfig::new(resource_of(r), addr, security)))
+                Arc::new(TcpAdapter::new(TcpAdapterConfig::new(
+                    resource_of(r),
+                    addr,
+                    security,
+                )))
             }
         };
         let alpn = if l.protocol == "postgres" {
@@ -289,10 +324,12 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
         }
         let tls = pki.server_tls(&key, l.tls.as_ref(), alpn)?;
         tls_endpoints.push((format!("listener {}", l.name), tls.clone()));
-        let bind = l
-            .bind
-            .parse()
-            .map_err(|_| ConfigError::new(format!("{key}.bind"), format!("invalid socket address {:?}", l.bind)))?;
+        let bind = l.bind.parse().map_err(|_| {
+            ConfigError::new(
+                format!("{key}.bind"),
+                format!("invalid socket address {:?}", l.bind),
+            )
+        })?;
         let mut lc = ListenerConfig::new(
             l.name.clone(),
             bind,
@@ -309,7 +346,10 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
         listed.push((
             l.name.clone(),
             l.protocol.clone(),
-            resources.iter().map(|(_, r)| r.name.clone()).collect::<Vec<_>>(),
+            resources
+                .iter()
+                .map(|(_, r)| r.name.clone())
+                .collect::<Vec<_>>(),
         ));
     }
     let server = builder.build().await.map_err(start_err)?;
@@ -327,9 +367,9 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
     if config.admin.enabled != Some(false) {
         let ad = &config.admin;
         let bind = ad.bind.as_deref().unwrap_or(DEFAULT_ADMIN_BIND);
-        let bind: std::net::SocketAddr = bind
-            .parse()
-            .map_err(|_| ConfigError::new("admin.bind", format!("invalid socket address {bind:?}")))?;
+        let bind: std::net::SocketAddr = bind.parse().map_err(|_| {
+            ConfigError::new("admin.bind", format!("invalid socket address {bind:?}"))
+        })?;
         let mut text = String::new();
         if let Some(p) = &ad.tokens_file {
             text.push_str(&read_tokens(p)?);
@@ -407,7 +447,11 @@ fn resource_of(r: &ResourceSection) -> Resource {
     res
 }
 
-fn upstream_tls(key: &str, ca_file: Option<&Path>, pins: &[String]) -> Result<UpstreamTls, GatewayError> {
+fn upstream_tls(
+    key: &str,
+    ca_file: Option<&Path>,
+    pins: &[String],
+) -> Result<UpstreamTls, GatewayError> {
     let roots = match ca_file {
         Some(p) => UpstreamRoots::CaFile(p.to_path_buf()),
         None => UpstreamRoots::WebPki,
@@ -523,18 +567,24 @@ pub(crate) fn banner(info: &GatewayInfo) -> String {
         let _ = writeln!(o, "  user tokens (hashes only): {}", t.display());
     }
     if let Some(t) = &info.demo_token {
-        let _ = writeln!(o, "  demo user token (shown once, only its hash is stored): {t}");
+        let _ = writeln!(
+            o,
+            "  demo user token (shown once, only its hash is stored): {t}"
+        );
     }
     if let Some(t) = &info.admin_token {
-        let _ = writeln!(o, "  admin token (shown once, only its hash is stored): {t}");
+        let _ = writeln!(
+            o,
+            "  admin token (shown once, only its hash is stored): {t}"
+        );
     }
     for w in &info.warnings {
         let _ = writeln!(o, "  WARNING: {w}");
     }
-    let ca = info
-        .dev_ca
-        .as_ref()
-        .map_or_else(|| String::from("<your CA file>"), |(p, _)| p.display().to_string());
+    let ca = info.dev_ca.as_ref().map_or_else(
+        || String::from("<your CA file>"),
+        |(p, _)| p.display().to_string(),
+    );
     let _ = writeln!(o, "\nTry:");
     for (_, protocol, addr, res) in &info.listeners {
         if protocol == "postgres" {
@@ -546,7 +596,10 @@ pub(crate) fn banner(info: &GatewayInfo) -> String {
                 addr.port()
             );
             if res.is_empty() {
-                let _ = writeln!(o, "    (no resources yet: every dbname answers \"no resource\"; add [[resources]] to a --config file)");
+                let _ = writeln!(
+                    o,
+                    "    (no resources yet: every dbname answers \"no resource\"; add [[resources]] to a --config file)"
+                );
             }
         }
     }

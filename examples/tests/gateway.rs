@@ -1,0 +1,541 @@
+//! The gateway end to end: a real PostgreSQL 15 behind it, real psql and curl in front.
+//!
+//! Run: `cargo test -p hoop-examples --test gateway` (the binary test also needs
+//! `cargo build -p hoop-examples --examples` first; it is skipped with a note otherwise).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use hoop_core::auth::hash_token;
+use hoop_examples::gateway::{Gateway, config};
+use hoop_examples::replay;
+use hoop_testkit::postgres::{PgOptions, PgServer};
+
+const ALICE: &str = "alice-token-0123456789abcdef";
+const OPS: &str = "ops-admin-token-0123456789abcdef";
+/// An admin token whose caller is alice herself (for the self-approval check).
+const ALICE_ADMIN: &str = "alice-admin-token-0123456789abcdef";
+
+struct Env {
+    _pg: PgServer,
+    pg_port: u16,
+    dir: tempfile::TempDir,
+    gw: Option<Gateway>,
+}
+
+impl Env {
+    fn gw(&self) -> &Gateway {
+        self.gw.as_ref().unwrap()
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("data/dev-ca.crt")
+    }
+
+    fn conn(&self, token: &str) -> String {
+        let addr = self.gw().listener_addr("pg").unwrap();
+        format!(
+            "host=127.0.0.1 port={} dbname=appdb user=alice password={token} sslmode=verify-full sslrootcert={}",
+            addr.port(),
+            self.ca().display()
+        )
+    }
+
+    fn admin_url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.gw().admin_addr().unwrap())
+    }
+}
+
+fn write_config(dir: &Path, pg: &PgServer) -> PathBuf {
+    std::fs::write(dir.join("pgpass"), "app-secret\n").unwrap();
+    std::fs::write(
+        dir.join("tokens"),
+        format!("alice:dev:{}\n", hash_token(ALICE)),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("admin-tokens"),
+        format!(
+            "ops:admins:{}\nalice::{}\n",
+            hash_token(OPS),
+            hash_token(ALICE_ADMIN)
+        ),
+    )
+    .unwrap();
+    let text = format!(
+        r#"
+[data]
+dir = "{d}/data"
+
+[[listeners]]
+name = "pg"
+protocol = "postgres"
+bind = "127.0.0.1:0"
+
+[[resources]]
+name = "appdb"
+protocol = "postgres"
+listener = "pg"
+target = "127.0.0.1:{port}"
+database = "appdb"
+user = "app"
+password_file = "{d}/pgpass"
+tls = {{ ca_file = "{ca}", server_name = "localhost" }}
+
+[identity]
+static_tokens_file = "{d}/tokens"
+
+[[policy.rules]]
+name = "connect"
+actions = ["connect", "read", "write"]
+decision = "allow"
+
+[[policy.rules]]
+name = "destructive"
+actions = ["ddl", "destructive"]
+decision = "review"
+reason = "needs a second pair of eyes"
+
+[recording]
+fail_closed = true
+
+[approvals]
+hold_seconds = 60
+
+[admin]
+bind = "127.0.0.1:0"
+tokens_file = "{d}/admin-tokens"
+"#,
+        d = dir.display(),
+        port = pg.port,
+        ca = pg.ca_path().display()
+    );
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn setup() -> Env {
+    let pg = tokio::task::spawn_blocking(|| {
+        let pg = PgServer::start(PgOptions {
+            users: vec![("app".into(), "app-secret".into())],
+            databases: vec!["appdb".into()],
+            ..PgOptions::default()
+        });
+        pg.psql(
+            "appdb",
+            "CREATE TABLE customers (id int primary key, email text, card text); \
+             INSERT INTO customers VALUES (1, 'alice@example.com', '4111 1111 1111 1111'), (2, 'bob@example.com', '5500 0000 0000 0004'); \
+             CREATE TABLE t (a int); CREATE TABLE t2 (a int); \
+             ALTER TABLE customers OWNER TO app; ALTER TABLE t OWNER TO app; ALTER TABLE t2 OWNER TO app;",
+        );
+        pg
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &pg);
+    let config = config::load(&path).unwrap();
+    let gw = Gateway::start(config).await.unwrap();
+    Env {
+        pg_port: pg.port,
+        _pg: pg,
+        dir,
+        gw: Some(gw),
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+fn psql(conn: &str, script: &str, stop_on_error: bool) -> Output {
+    let mut c = Command::new("psql");
+    c.arg(conn).args(["-X", "-A", "-t"]);
+    if stop_on_error {
+        c.args(["-v", "ON_ERROR_STOP=1"]);
+    }
+    c.args(["-c", script]).output().unwrap()
+}
+
+/// `curl` against the admin API: (status, body).
+fn curl(ca: &Path, token: &str, method: &str, url: &str, body: Option<&str>) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args(["-sS", "--cacert"])
+        .arg(ca)
+        .args(["-X", method, "-w", "\n%{http_code}"])
+        .args(["-H", &format!("Authorization: Bearer {token}")]);
+    if let Some(b) = body {
+        c.args(["-H", "Content-Type: application/json", "-d", b]);
+    }
+    let out = c.arg(url).output().unwrap();
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_owned())
+}
+
+async fn admin(
+    env: &Env,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
+    let ca = env.ca();
+    let url = env.admin_url(path);
+    let token = token.to_owned();
+    let method = method.to_owned();
+    let body = body.map(str::to_owned);
+    blocking(move || curl(&ca, &token, &method, &url, body.as_deref())).await
+}
+
+/// Waits until exactly one review is pending and returns its id.
+async fn pending_review(env: &Env) -> String {
+    let start = Instant::now();
+    loop {
+        let (code, body) = admin(env, OPS, "GET", "/v1/reviews", None).await;
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if let Some(r) = v["reviews"].as_array().and_then(|a| a.first()) {
+            return r["id"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no review appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("metric {name} missing in\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_flow_with_psql_and_curl() {
+    let mut env = setup().await;
+    let conn = env.conn(ALICE);
+
+    // A read goes through.
+    let c = conn.clone();
+    let out = blocking(move || psql(&c, "SELECT email FROM customers ORDER BY id", true)).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("@example.com"));
+
+    // Unauthenticated admin calls are refused; health needs nothing.
+    let (code, _) = admin(&env, "wrong-token", "GET", "/v1/reviews", None).await;
+    assert_eq!(code, 401);
+    let (code, body) = admin(&env, "", "GET", "/healthz", None).await;
+    assert_eq!((code, body.trim()), (200, "ok"));
+
+    // A DROP is held; alice cannot approve it herself; ops approves it; it runs.
+    let c = conn.clone();
+    let held = tokio::task::spawn_blocking(move || psql(&c, "DROP TABLE t", true));
+    let id = pending_review(&env).await;
+    let (code, body) = admin(
+        &env,
+        ALICE_ADMIN,
+        "POST",
+        &format!("/v1/reviews/{id}/approve"),
+        Some(r#"{"reason":"mine"}"#),
+    )
+    .await;
+    assert_eq!(code, 403, "self-approval must be refused: {body}");
+    let (code, body) = admin(
+        &env,
+        OPS,
+        "POST",
+        &format!("/v1/reviews/{id}/approve"),
+        Some(r#"{"reason":"ticket 42"}"#),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"by\": \"ops\""), "{body}");
+    let out = held.await.unwrap();
+    assert!(
+        out.status.success(),
+        "approved DROP failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gone = env._pg.psql(
+        "appdb",
+        "SELECT count(*) FROM pg_tables WHERE tablename = 't'",
+    );
+    assert_eq!(gone.trim(), "0");
+
+    // A DROP rejected: the client gets an error and the session goes on.
+    let c = conn.clone();
+    let held = tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new("psql");
+        cmd.arg(&c).args([
+            "-X",
+            "-A",
+            "-t",
+            "-c",
+            "DROP TABLE t2",
+            "-c",
+            "SELECT 'still here'",
+        ]);
+        cmd.output().unwrap()
+    });
+    let id = pending_review(&env).await;
+    let (code, body) = admin(
+        &env,
+        OPS,
+        "POST",
+        &format!("/v1/reviews/{id}/reject"),
+        Some(r#"{"reason":"not today"}"#),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let out = held.await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not today"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("still here"));
+    let kept = env._pg.psql(
+        "appdb",
+        "SELECT count(*) FROM pg_tables WHERE tablename = 't2'",
+    );
+    assert_eq!(kept.trim(), "1");
+
+    // A session ended from the admin API.
+    let c = conn.clone();
+    let long = tokio::task::spawn_blocking(move || psql(&c, "SELECT pg_sleep(60)", true));
+    let start = Instant::now();
+    let sid = loop {
+        let (_, body) = admin(&env, OPS, "GET", "/v1/sessions", None).await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if let Some(s) = v["live"].as_array().and_then(|a| a.first()) {
+            if s["resource"] == "appdb" {
+                break s["id"].as_str().unwrap().to_owned();
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "session never live: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (code, body) = admin(&env, OPS, "DELETE", &format!("/v1/sessions/{sid}"), None).await;
+    assert_eq!(code, 200, "{body}");
+    let out = long.await.unwrap();
+    assert!(!out.status.success(), "a killed session cannot succeed");
+    let (code, _) = admin(&env, OPS, "DELETE", &format!("/v1/sessions/{sid}"), None).await;
+    assert_eq!(code, 404, "a session is killed once");
+
+    // Metrics count what happened.
+    let (code, m) = admin(&env, OPS, "GET", "/metrics", None).await;
+    assert_eq!(code, 200);
+    assert!(
+        metric(&m, "hoop_connections_total{listener=\"pg\"}") >= 4,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "hoop_policy_decisions_total{action=\"command\",decision=\"review\"}"
+        ),
+        2,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "hoop_approvals_total{state=\"approved\"}"),
+        1,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "hoop_approvals_total{state=\"rejected\"}"),
+        1,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "hoop_command_duration_seconds_count") >= 2,
+        "{m}"
+    );
+    assert!(m.contains("hoop_sessions_live "), "{m}");
+
+    // Recordings: served by the admin API, verified, and an edited copy fails.
+    let gw = env.gw.take().unwrap();
+    let report = gw.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(report.aborted, 0);
+    let recs: Vec<PathBuf> = std::fs::read_dir(env.dir.path().join("data/recordings"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(recs.len() >= 4, "{recs:?}");
+    let mut with_drop = None;
+    for r in &recs {
+        let ok = replay::verify(r).unwrap_or_else(|e| panic!("{e}"));
+        assert!(ok.starts_with("OK: "), "{ok}");
+        let text = std::fs::read_to_string(r).unwrap();
+        if text.contains("DROP TABLE t\"") {
+            with_drop = Some((r.clone(), text));
+        }
+    }
+    let (path, text) = with_drop.expect("the approved DROP is recorded");
+    let transcript = replay::transcript(text.as_bytes()).unwrap();
+    assert!(
+        transcript.contains("REVIEW destructive DROP TABLE t"),
+        "{transcript}"
+    );
+    assert!(transcript.contains("approved by ops"), "{transcript}");
+    let edited = env.dir.path().join("edited.jsonl");
+    std::fs::write(
+        &edited,
+        text.replacen("DROP TABLE t\"", "DROP TABLE x\"", 1),
+    )
+    .unwrap();
+    let broken = replay::verify(&edited).unwrap_err();
+    assert!(
+        broken.contains("BROKEN") && broken.contains("line "),
+        "{broken}"
+    );
+    let _ = (path, env.pg_port);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_is_served_by_the_admin_api() {
+    let env = setup().await;
+    let c = env.conn(ALICE);
+    let out = blocking(move || psql(&c, "SELECT 42", true)).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, body) = admin(&env, OPS, "GET", "/v1/sessions", None).await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = v["recent"][0]["id"].as_str().unwrap().to_owned();
+    // The recording is complete once the session's end is written; poll briefly.
+    let start = Instant::now();
+    loop {
+        let (code, rec) = admin(
+            &env,
+            OPS,
+            "GET",
+            &format!("/v1/sessions/{id}/recording"),
+            None,
+        )
+        .await;
+        if code == 200 && rec.contains("session_end") {
+            assert!(rec.contains("SELECT 42"), "{rec}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{code} {rec}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, _) = admin(&env, OPS, "GET", "/v1/sessions/not-an-id/recording", None).await;
+    assert_eq!(code, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defaults_make_pki_tokens_and_answer_no_resource() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[data]\ndir = \"{}\"\n[[listeners]]\nname = \"pg\"\nprotocol = \"postgres\"\nbind = \"127.0.0.1:0\"\n[admin]\nbind = \"127.0.0.1:0\"\n",
+        dir.path().display()
+    );
+    let gw = Gateway::start(config::parse(&text).unwrap()).await.unwrap();
+    let info = gw.info().clone();
+    let demo = info
+        .demo_token
+        .clone()
+        .expect("demo token printed at creation");
+    let admin_token = info
+        .admin_token
+        .clone()
+        .expect("admin token printed at creation");
+    let stored = std::fs::read_to_string(dir.path().join("tokens")).unwrap();
+    assert!(!stored.contains(&demo), "only the hash is stored");
+    assert!(stored.contains(&hash_token(&demo)));
+    let ca = dir.path().join("dev-ca.crt");
+    assert!(ca.is_file());
+    assert!(gw.banner().contains(&demo));
+
+    let conn = format!(
+        "host=localhost port={} dbname=anything user=demo password={demo} sslmode=verify-full sslrootcert={}",
+        gw.listener_addr("pg").unwrap().port(),
+        ca.display()
+    );
+    let out = blocking(move || psql(&conn, "SELECT 1", true)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no resource named \"anything\""),
+        "{stderr}"
+    );
+
+    let url = format!("https://{}/v1/sessions", gw.admin_addr().unwrap());
+    let ca2 = ca.clone();
+    let (code, body) = blocking(move || curl(&ca2, &admin_token, "GET", &url, None)).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"user\": \"demo\""), "{body}");
+    assert!(gw.reload_certificates().is_empty());
+    gw.shutdown(Duration::from_secs(5)).await;
+
+    // A second start reuses the files and shows no token again.
+    let gw = Gateway::start(config::parse(&text).unwrap()).await.unwrap();
+    assert!(gw.info().demo_token.is_none() && gw.info().admin_token.is_none());
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[test]
+fn broken_config_exits_2_with_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[listeners]]\nname = \"pg\"\nprotocol = \"postgres\"\nbind = \"x\"\n",
+    )
+    .unwrap();
+    let want = "config error: listeners[0].bind: invalid socket address \"x\"";
+    assert_eq!(config::load(&bad).unwrap_err().to_string(), want);
+
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/examples/gateway");
+    if !bin.is_file() {
+        eprintln!(
+            "note: {} not built (cargo build -p hoop-examples --examples); binary check skipped",
+            bin.display()
+        );
+        return;
+    }
+    let out = Command::new(&bin)
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), want);
+
+    // A secret-looking value is never echoed.
+    std::fs::write(&bad, "[admin]\ntoken_hash = \"hoop_supersecret\"\n").unwrap();
+    let out = Command::new(&bin)
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("config error: admin.token_hash:"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("supersecret"), "{stderr}");
+}
