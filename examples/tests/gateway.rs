@@ -89,6 +89,16 @@ user = "app"
 password_file = "{d}/pgpass"
 tls = {{ ca_file = "{ca}", server_name = "localhost" }}
 
+[[resources]]
+name = "badtls"
+protocol = "postgres"
+listener = "pg"
+target = "127.0.0.1:{port}"
+database = "appdb"
+user = "app"
+password_file = "{d}/pgpass"
+tls = {{ ca_file = "{d}/other-ca.crt", server_name = "localhost" }}
+
 [identity]
 static_tokens_file = "{d}/tokens"
 
@@ -117,6 +127,7 @@ tokens_file = "{d}/admin-tokens"
         port = pg.port,
         ca = pg.ca_path().display()
     );
+    hoop_testkit::TestCa::new("not-the-postgres-ca").write_cert(dir, "other-ca.crt");
     let path = dir.join("gateway.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -341,6 +352,11 @@ async fn operator_flow_with_psql_and_curl() {
     let (code, _) = admin(&env, OPS, "DELETE", &format!("/v1/sessions/{sid}"), None).await;
     assert_eq!(code, 404, "a session is killed once");
 
+    // A target whose certificate does not verify: refused, and counted by reason.
+    let bad = conn.replace("dbname=appdb", "dbname=badtls");
+    let out = blocking(move || psql(&bad, "SELECT 1", true)).await;
+    assert!(!out.status.success());
+
     // Metrics count what happened.
     let (code, m) = admin(&env, OPS, "GET", "/metrics", None).await;
     assert_eq!(code, 200);
@@ -371,6 +387,25 @@ async fn operator_flow_with_psql_and_curl() {
         "{m}"
     );
     assert!(m.contains("hoop_sessions_live "), "{m}");
+    assert!(
+        m.contains("hoop_upstream_tls_refusals_total{reason=\""),
+        "{m}"
+    );
+
+    // A new policy takes effect without a restart: DROP is now denied outright.
+    let strict = config::parse(
+        "[[policy.rules]]\nname = \"all\"\nactions = [\"connect\", \"read\"]\ndecision = \"allow\"\n",
+    )
+    .unwrap();
+    env.gw().reload_policy(&strict).unwrap();
+    let c = conn.clone();
+    let out = blocking(move || psql(&c, "DROP TABLE t2", true)).await;
+    assert!(!out.status.success());
+    let (_, pending) = admin(&env, OPS, "GET", "/v1/reviews", None).await;
+    assert!(
+        pending.contains("\"reviews\": []"),
+        "denied, not held: {pending}"
+    );
 
     // Recordings: served by the admin API, verified, and an edited copy fails.
     let gw = env.gw.take().unwrap();
@@ -538,4 +573,86 @@ fn broken_config_exits_2_with_its_message() {
         "{stderr}"
     );
     assert!(!stderr.contains("supersecret"), "{stderr}");
+}
+
+/// The compiled binary: starts from a config file, answers on its admin API, reloads on
+/// SIGHUP and drains on SIGTERM with exit code 0.
+#[test]
+fn binary_reloads_on_sighup_and_drains_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/examples/gateway");
+    if !bin.is_file() {
+        eprintln!("note: {} not built; skipped", bin.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[data]\ndir = \"{}\"\n[[listeners]]\nname = \"pg\"\nprotocol = \"postgres\"\nbind = \"127.0.0.1:0\"\n[admin]\nbind = \"127.0.0.1:0\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut child = Command::new(&bin)
+        .arg("--config")
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let mut admin = None;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(a) = line.trim().strip_prefix("admin API: https://") {
+            admin = Some(a.to_owned());
+        }
+        if line.starts_with("Try:") {
+            break;
+        }
+    }
+    let admin = admin.expect("the banner names the admin API");
+    let ca = dir.path().join("dev-ca.crt");
+    let (code, body) = curl(&ca, "", "GET", &format!("https://{admin}/readyz"), None);
+    assert_eq!((code, body.trim()), (200, "ready"));
+
+    let wait_log = |what: &str| {
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains(what) {
+                return text;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no {what:?} in\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_log("certificates reloaded");
+    wait_log("policy reloaded");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let text = wait_log("stopped:");
+    assert!(text.contains("SIGTERM received"), "{text}");
 }

@@ -60,6 +60,9 @@ pub struct Config {
     /// `[admin]`: the admin API listener.
     #[serde(default)]
     pub admin: AdminSection,
+    /// The file this configuration was read from (SIGHUP re-reads its policy).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// `[data]`.
@@ -266,7 +269,9 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new("file", format!("cannot read {}: {e}", path.display())))?;
-    parse(&text)
+    let mut config = parse(&text)?;
+    config.source = Some(path.to_path_buf());
+    Ok(config)
 }
 
 fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {

@@ -67,6 +67,8 @@ pub struct Gateway {
     info: GatewayInfo,
     gate: InMemoryGate,
     metrics: Arc<Metrics>,
+    policy: Arc<metrics::SwappablePolicy>,
+    source: Option<PathBuf>,
 }
 
 /// What a started gateway tells its operator.
@@ -149,6 +151,49 @@ impl Gateway {
         failed
     }
 
+    /// Replaces the policy with the `[policy]` of `config` (the built-in default when it
+    /// has none). Other sections need a restart to take effect.
+    pub fn reload_policy(&self, config: &Config) -> Result<(), ConfigError> {
+        let (policy, text): (Arc<dyn hoop_core::Policy>, String) = match &config.policy {
+            Some(p) => {
+                let rp = hoop_core::policy::RulePolicy::from_config(p).map_err(|e| {
+                    ConfigError::new(
+                        format!("policy.rules[{}].{}", e.index.saturating_sub(1), e.key),
+                        e.message,
+                    )
+                })?;
+                let n = rp.rules().len();
+                (Arc::new(rp), format!("{n} rule(s)"))
+            }
+            None => (
+                Arc::new(setup::default_policy()),
+                String::from("built-in default"),
+            ),
+        };
+        self.policy.replace(policy);
+        info!(policy = %text, "policy reloaded");
+        Ok(())
+    }
+
+    /// SIGHUP: reloads the certificates and, when the gateway was started from a file,
+    /// the policy of that file (a bad file keeps the current policy and logs why).
+    pub fn reload(&self) {
+        let failed = self.reload_certificates();
+        if failed.is_empty() {
+            info!("certificates reloaded");
+        }
+        if let Some(path) = &self.source {
+            match config::load(path) {
+                Ok(c) => {
+                    if let Err(e) = self.reload_policy(&c) {
+                        warn!("policy not reloaded: {e}");
+                    }
+                }
+                Err(e) => warn!("policy not reloaded: {e}"),
+            }
+        }
+    }
+
     /// Stops accepting, lets sessions drain until `deadline`, then cancels the rest and
     /// stops the admin API.
     pub async fn shutdown(self, deadline: Duration) -> ShutdownReport {
@@ -206,11 +251,8 @@ async fn wait_for_stop(gw: &Gateway, shutdown: impl Future<Output = ()>) {
             _ = term.recv() => { info!("SIGTERM received"); return }
             _ = int.recv() => { info!("SIGINT received"); return }
             _ = hup.recv() => {
-                info!("SIGHUP received: reloading certificates");
-                let failed = gw.reload_certificates();
-                if failed.is_empty() {
-                    info!("certificates reloaded");
-                }
+                info!("SIGHUP received: reloading certificates and policy");
+                gw.reload();
             }
         }
     }

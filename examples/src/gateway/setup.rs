@@ -31,7 +31,9 @@ use super::config::{
     Config, ConfigError, ListenerSection, ResourceSection, ServerTlsSection, resolve,
 };
 use super::devpki::{self, DevPki};
-use super::metrics::{CountingAdapter, CountingMasker, CountingPolicy, Metrics, ObservingRecorder};
+use super::metrics::{
+    CountingAdapter, CountingMasker, CountingPolicy, Metrics, ObservingRecorder, SwappablePolicy,
+};
 use super::{
     DEFAULT_ADMIN_BIND, DEFAULT_LISTENER, DEFAULT_POSTGRES_BIND, Gateway, GatewayError,
     GatewayInfo, admin,
@@ -259,7 +261,8 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
     let gate = gate_builder.build();
 
     let mut services = Services::new(Arc::new(chain));
-    services.policy = Arc::new(CountingPolicy::new(policy, metrics.clone()));
+    let swappable = Arc::new(SwappablePolicy::new(policy));
+    services.policy = Arc::new(CountingPolicy::new(swappable.clone(), metrics.clone()));
     services.masker = Arc::new(CountingMasker::new(Arc::new(NoMasking), metrics.clone()));
     services.recorder = Arc::new(ObservingRecorder::new(Arc::new(recorder), metrics.clone()));
     services.approvals = Arc::new(gate.clone());
@@ -436,6 +439,8 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
         info,
         gate,
         metrics,
+        policy: swappable,
+        source: config.source.clone(),
     })
 }
 
