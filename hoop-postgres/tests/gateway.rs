@@ -466,3 +466,101 @@ async fn pgbench_runs_through_the_gateway() {
         stdout(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_field_and_million_rows_stream_through() {
+    use futures_util::TryStreamExt;
+    let gw = Gateway::start(Setup::default()).await;
+    let c = connect(&gw, BOB).await;
+    // A 100 MB value (text, no '@': passes the masker unchanged).
+    let row = c
+        .query_one("select repeat('x', 100 * 1024 * 1024)", &[])
+        .await
+        .unwrap();
+    let big: &str = row.get(0);
+    assert_eq!(big.len(), 100 * 1024 * 1024);
+    assert!(big.bytes().all(|b| b == b'x'));
+    // A million rows, consumed as a stream.
+    let stream = c
+        .query_raw(
+            "select g, 'row ' || g from generate_series(1, 1000000) g",
+            std::iter::empty::<i32>(),
+        )
+        .await
+        .unwrap();
+    futures_util::pin_mut!(stream);
+    let mut n = 0u64;
+    let mut last = 0i32;
+    while let Some(r) = stream.try_next().await.unwrap() {
+        last = r.get(0);
+        n += 1;
+    }
+    assert_eq!(n, 1_000_000);
+    assert_eq!(last, 1_000_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_pass_through() {
+    let gw = Gateway::start(Setup::default()).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let listener = {
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(&gw.ca_path).unwrap();
+        use rustls_pki_types::pem::PemObject;
+        for c in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
+        let conn_str = format!(
+            "host=127.0.0.1 port={} user=x dbname=appdb password={BOB} sslmode=require",
+            gw.addr.port()
+        );
+        let (client, mut conn) = tokio_postgres::connect(&conn_str, tls).await.unwrap();
+        tokio::spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            while let Some(m) = std::future::poll_fn(|cx| conn.as_mut().poll_message(cx)).await {
+                if let Ok(tokio_postgres::AsyncMessage::Notification(n)) = m {
+                    let _ = tx.send(n.payload().to_owned());
+                }
+            }
+        });
+        client
+    };
+    listener.batch_execute("listen hoop_channel").await.unwrap();
+    let other = connect(&gw, BOB).await;
+    other
+        .batch_execute("notify hoop_channel, 'hello'")
+        .await
+        .unwrap();
+    let payload = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(payload, "hello");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn md5_and_cleartext_targets_get_injected_credentials() {
+    use hoop_testkit::postgres::PgAuth;
+    for auth in [PgAuth::Md5, PgAuth::Cleartext] {
+        let gw = Gateway::start(Setup {
+            pg_auth: auth,
+            ..Setup::default()
+        })
+        .await;
+        let c = connect(&gw, BOB).await;
+        let who: String = c
+            .query_one("select current_user::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(who, "app", "{auth:?}");
+    }
+}

@@ -64,6 +64,8 @@ pub struct Setup {
     pub masker: Arc<dyn Masker>,
     pub hold: Duration,
     pub read_only: bool,
+    /// How the target authenticates the gateway.
+    pub pg_auth: hoop_testkit::postgres::PgAuth,
 }
 
 impl Default for Setup {
@@ -73,6 +75,7 @@ impl Default for Setup {
             masker: Arc::new(TestMasker),
             hold: Duration::from_secs(20),
             read_only: false,
+            pg_auth: hoop_testkit::postgres::PgAuth::Scram,
         }
     }
 }
@@ -98,6 +101,7 @@ impl Gateway {
         let pg = PgServer::start(PgOptions {
             users: vec![("app".into(), "app-secret".into())],
             databases: vec!["appdb".into()],
+            auth: setup.pg_auth,
             ..PgOptions::default()
         });
         pg.psql(
