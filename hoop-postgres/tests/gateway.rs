@@ -522,7 +522,7 @@ async fn notifications_pass_through() {
             "host=127.0.0.1 port={} user=x dbname=appdb password={BOB} sslmode=require",
             gw.addr.port()
         );
-        let (client, mut conn) = tokio_postgres::connect(&conn_str, tls).await.unwrap();
+        let (client, conn) = tokio_postgres::connect(&conn_str, tls).await.unwrap();
         tokio::spawn(async move {
             let mut conn = std::pin::pin!(conn);
             while let Some(m) = std::future::poll_fn(|cx| conn.as_mut().poll_message(cx)).await {
