@@ -564,3 +564,86 @@ async fn md5_and_cleartext_targets_get_injected_credentials() {
         assert_eq!(who, "app", "{auth:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_pipelined_behind_a_held_statement_runs_first() {
+    let gw = std::sync::Arc::new(Gateway::start(Setup::default()).await);
+    let alice = std::sync::Arc::new(connect(&gw, ALICE).await);
+    let observer = connect(&gw, BOB).await;
+    // Pipelined: a held TRUNCATE, then an INSERT that alone would be allowed, then a DROP.
+    let a = alice.clone();
+    let pipelined = tokio::spawn(async move {
+        tokio::join!(
+            a.execute("truncate t", &[]),
+            a.execute("insert into t values (1)", &[]),
+            a.execute("drop table t2", &[]),
+        )
+    });
+    let mut first = None;
+    for _ in 0..100 {
+        if let Some(r) = gw.gate.list_pending().first() {
+            first = Some(r.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = first.expect("the TRUNCATE is held");
+    assert!(
+        first.action.to_lowercase().contains("truncate"),
+        "{first:?}"
+    );
+    // While it is held, the INSERT behind it has not run.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let n: i64 = observer
+        .query_one("select count(*) from t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        n, 0,
+        "the pipelined INSERT must wait for the held statement"
+    );
+    assert_eq!(
+        gw.gate.list_pending().len(),
+        1,
+        "the DROP is not even decided yet"
+    );
+    let carol = Identity::new("carol", AuthMethod::StaticToken);
+    gw.gate.reject(&first.id, &carol, "no").unwrap();
+    // Then the INSERT runs, and the DROP is held in its turn.
+    let mut second = None;
+    for _ in 0..100 {
+        if let Some(r) = gw
+            .gate
+            .list_pending()
+            .into_iter()
+            .find(|r| r.id != first.id)
+        {
+            second = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let second = second.expect("the DROP is held");
+    assert!(second.action.to_lowercase().contains("drop"), "{second:?}");
+    gw.gate.reject(&second.id, &carol, "no").unwrap();
+    let (r1, r2, r3) = pipelined.await.unwrap();
+    assert_eq!(
+        r1.unwrap_err().as_db_error().unwrap().code().code(),
+        "42501"
+    );
+    assert_eq!(r2.unwrap(), 1);
+    assert_eq!(
+        r3.unwrap_err().as_db_error().unwrap().code().code(),
+        "42501"
+    );
+    let exists: bool = observer
+        .query_one(
+            "select exists(select 1 from pg_tables where tablename = 't2')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(exists);
+}
