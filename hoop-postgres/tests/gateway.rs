@@ -372,27 +372,52 @@ async fn error_detail_values_are_masked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn untrusted_target_certificate_fails_closed_with_reason() {
-    let other = hoop_testkit::TestCa::new("not-the-target-ca");
+async fn bad_target_certificates_fail_closed_with_their_reason() {
+    let ca = hoop_testkit::TestCa::new("target-ca");
     let dir = tempfile::tempdir().unwrap();
-    let wrong_ca = other.write_cert(dir.path(), "wrong.crt");
-    let gw = Gateway::start(Setup {
-        upstream_ca: Some(wrong_ca),
-        ..Setup::default()
-    })
-    .await;
-    let err = try_connect(&gw, BOB).await.err().unwrap();
-    let msg = err
-        .as_db_error()
-        .map(|d| d.message().to_owned())
-        .unwrap_or_default();
-    assert!(msg.contains("unknown_issuer"), "{err:?}");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let all = gw.all_recordings_text();
-    assert!(
-        all.contains("upstream TLS refused (unknown_issuer)"),
-        "{all}"
-    );
+    let ca_file = ca.write_cert(dir.path(), "target-ca.crt");
+    let untrusted = hoop_testkit::TestCa::new("not-the-target-ca");
+    for (cert, trusted, reason) in [
+        (ca.expired_server(), ca_file.clone(), "expired"),
+        (ca.wrong_host_server(), ca_file.clone(), "name_mismatch"),
+        (untrusted.server(), ca_file.clone(), "unknown_issuer"),
+    ] {
+        let gw = Gateway::start(Setup {
+            upstream_ca: Some(trusted),
+            pg_cert: Some(cert),
+            ..Setup::default()
+        })
+        .await;
+        let err = try_connect(&gw, BOB).await.err().unwrap();
+        let db = err.as_db_error().expect("a protocol-native error");
+        assert_eq!(db.code().code(), "08001");
+        assert!(db.message().contains(reason), "{reason}: {}", db.message());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let all = gw.all_recordings_text();
+        assert!(
+            all.contains(&format!("upstream TLS refused ({reason})")),
+            "{reason} not in the audit trail: {all}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_suspension_with_row_limits() {
+    let gw = Gateway::start(Setup::default()).await;
+    let mut c = connect(&gw, BOB).await;
+    let tx = c.transaction().await.unwrap();
+    let stmt = tx
+        .prepare("select email from users order by id")
+        .await
+        .unwrap();
+    let portal = tx.bind(&stmt, &[]).await.unwrap();
+    let first = tx.query_portal(&portal, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].get::<_, &str>(0), "[REDACTED:EMAIL]");
+    let rest = tx.query_portal(&portal, 10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].get::<_, &str>(0), "[REDACTED:EMAIL]");
+    tx.commit().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

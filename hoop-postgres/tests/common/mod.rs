@@ -66,6 +66,8 @@ pub struct Setup {
     pub read_only: bool,
     /// How the target authenticates the gateway.
     pub pg_auth: hoop_testkit::postgres::PgAuth,
+    /// The target's certificate (default: a good one from the target's own CA).
+    pub pg_cert: Option<hoop_testkit::TestCert>,
 }
 
 impl Default for Setup {
@@ -76,6 +78,7 @@ impl Default for Setup {
             hold: Duration::from_secs(20),
             read_only: false,
             pg_auth: hoop_testkit::postgres::PgAuth::Scram,
+            pg_cert: None,
         }
     }
 }
@@ -102,6 +105,7 @@ impl Gateway {
             users: vec![("app".into(), "app-secret".into())],
             databases: vec!["appdb".into()],
             auth: setup.pg_auth,
+            server_cert: setup.pg_cert.clone(),
             ..PgOptions::default()
         });
         pg.psql(
