@@ -19,6 +19,66 @@
 //! connection can only be opened with an [`sequence::Authorized`] token, which can only be
 //! obtained from an [`sequence::Authenticated`] one, so a protocol adapter cannot forget a
 //! step or take them in the wrong order.
+//!
+//! ## Build your own proxy
+//!
+//! A TLS gateway in front of one TCP target, with tokens, a rule policy and recordings
+//! (the same code is in the README):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! use hoop_core::auth::StaticTokenAuthenticator;
+//! use hoop_core::policy::{ActionMatch, Rule, RulePolicy};
+//! use hoop_core::recording::JsonlRecorder;
+//! use hoop_core::sequence::UpstreamSecurity;
+//! use hoop_core::server::{ListenerConfig, Server};
+//! use hoop_core::tcp::{TcpAdapter, TcpAdapterConfig};
+//! use hoop_core::tls::{ServerTls, ServerTlsConfig, UpstreamRoots, UpstreamTls, UpstreamTlsConfig};
+//! use hoop_core::{Resource, Services};
+//!
+//! async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//!     // Who may connect: gateway-issued tokens, stored only as hashes.
+//!     let tokens = StaticTokenAuthenticator::from_file("tokens.txt")?;
+//!     let mut services = Services::new(Arc::new(tokens));
+//!     // What they may do: first matching rule wins, nothing matched means deny.
+//!     services.policy = Arc::new(RulePolicy::new(vec![
+//!         Rule::allow("devs-connect").groups(["dev"]).actions(ActionMatch::connect()),
+//!     ]));
+//!     // Every session recorded as a hash-chained JSON-lines file.
+//!     services.recorder = Arc::new(JsonlRecorder::new("recordings"));
+//!
+//!     // The target, reached over a separate TLS session verified against its own CA.
+//!     let upstream = UpstreamTls::new(UpstreamTlsConfig {
+//!         roots: UpstreamRoots::CaFile("redis-ca.pem".into()),
+//!         ..Default::default()
+//!     })?;
+//!     let adapter = TcpAdapter::new(TcpAdapterConfig::new(
+//!         Resource::new("cache", "tcp"),
+//!         "10.0.0.5:6380".parse()?,
+//!         UpstreamSecurity::Tls { tls: upstream, server_name: "redis.internal".into() },
+//!     ));
+//!
+//!     // The gateway's own certificate toward clients (rotated files are picked up).
+//!     let tls = ServerTls::new(ServerTlsConfig {
+//!         cert_path: "gateway.crt".into(),
+//!         key_path: "gateway.key".into(),
+//!         ..Default::default()
+//!     })?;
+//!     let _watch = tls.watch(Duration::from_secs(5));
+//!
+//!     let server = Server::builder()
+//!         .services(Arc::new(services))
+//!         .listener(ListenerConfig::new("cache", "0.0.0.0:6380".parse()?, Arc::new(adapter)).tls(tls))
+//!         .build()
+//!         .await?;
+//!     let handle = server.spawn();
+//!     tokio::signal::ctrl_c().await?;
+//!     handle.shutdown(Duration::from_secs(30)).await; // drain, then close
+//!     Ok(())
+//! }
+//! ```
 
 pub mod action;
 pub mod adapter;

@@ -403,12 +403,22 @@ impl Authorized {
         &self,
         pending: PendingReview,
     ) -> Result<Option<String>, crate::recording::RecordError> {
+        let cancel = self.ctx.cancel.clone();
+        self.await_review_until(pending, &cancel).await
+    }
+
+    /// Like [`Authorized::await_review`], ending the wait when `stop` fires (pass a child
+    /// of the session's cancellation token so an operator kill ends it too). A wait that
+    /// ends early marks the review expired.
+    pub async fn await_review_until(
+        &self,
+        pending: PendingReview,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<Option<String>, crate::recording::RecordError> {
         let started = Instant::now();
-        let id = pending.id.clone();
-        let verdict = tokio::select! {
-            v = pending.wait(self.ctx.services.approval_hold) => v,
-            _ = self.ctx.cancel.cancelled() => Verdict::Expired { review_id: id },
-        };
+        let verdict = pending
+            .wait_or_cancel(self.ctx.services.approval_hold, stop)
+            .await;
         info!(
             review = verdict.review_id(),
             approved = verdict.is_approved(),

@@ -234,7 +234,11 @@ impl PostgresAdapter {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let session = match login(auth, target, params, self.opts.max_message).await {
+        let login = tokio::time::timeout(
+            ctx.handshake_timeout,
+            login(auth, target, params, self.opts.max_message),
+        );
+        let session = match login.await.unwrap_or(Err(PgError::Timeout("target login"))) {
             Ok(s) => s,
             Err(e) => {
                 let msg = format!("hoop: cannot open the session on the target: {e}");

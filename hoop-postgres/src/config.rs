@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use hoop_core::Resource;
 use hoop_core::sequence::UpstreamSecurity;
@@ -76,22 +75,15 @@ pub struct PostgresOptions {
     pub flush_threshold: usize,
     /// Classification cache size (query texts).
     pub class_cache: usize,
-    /// How long a `Review` decision holds a statement before it is refused.
-    pub review_hold: Option<Duration>,
 }
 
 impl Default for PostgresOptions {
     fn default() -> Self {
         PostgresOptions {
             allow_plaintext_clients: false,
-            max_message: hoop_postgres_default_max(),
+            max_message: crate::codec::DEFAULT_MAX_MESSAGE,
             flush_threshold: 64 * 1024,
             class_cache: 10_000,
-            review_hold: None,
         }
     }
-}
-
-fn hoop_postgres_default_max() -> usize {
-    crate::codec::DEFAULT_MAX_MESSAGE
 }

@@ -372,27 +372,52 @@ async fn error_detail_values_are_masked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn untrusted_target_certificate_fails_closed_with_reason() {
-    let other = hoop_testkit::TestCa::new("not-the-target-ca");
+async fn bad_target_certificates_fail_closed_with_their_reason() {
+    let ca = hoop_testkit::TestCa::new("target-ca");
     let dir = tempfile::tempdir().unwrap();
-    let wrong_ca = other.write_cert(dir.path(), "wrong.crt");
-    let gw = Gateway::start(Setup {
-        upstream_ca: Some(wrong_ca),
-        ..Setup::default()
-    })
-    .await;
-    let err = try_connect(&gw, BOB).await.err().unwrap();
-    let msg = err
-        .as_db_error()
-        .map(|d| d.message().to_owned())
-        .unwrap_or_default();
-    assert!(msg.contains("unknown_issuer"), "{err:?}");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let all = gw.all_recordings_text();
-    assert!(
-        all.contains("upstream TLS refused (unknown_issuer)"),
-        "{all}"
-    );
+    let ca_file = ca.write_cert(dir.path(), "target-ca.crt");
+    let untrusted = hoop_testkit::TestCa::new("not-the-target-ca");
+    for (cert, trusted, reason) in [
+        (ca.expired_server(), ca_file.clone(), "expired"),
+        (ca.wrong_host_server(), ca_file.clone(), "name_mismatch"),
+        (untrusted.server(), ca_file.clone(), "unknown_issuer"),
+    ] {
+        let gw = Gateway::start(Setup {
+            upstream_ca: Some(trusted),
+            pg_cert: Some(cert),
+            ..Setup::default()
+        })
+        .await;
+        let err = try_connect(&gw, BOB).await.err().unwrap();
+        let db = err.as_db_error().expect("a protocol-native error");
+        assert_eq!(db.code().code(), "08001");
+        assert!(db.message().contains(reason), "{reason}: {}", db.message());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let all = gw.all_recordings_text();
+        assert!(
+            all.contains(&format!("upstream TLS refused ({reason})")),
+            "{reason} not in the audit trail: {all}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_suspension_with_row_limits() {
+    let gw = Gateway::start(Setup::default()).await;
+    let mut c = connect(&gw, BOB).await;
+    let tx = c.transaction().await.unwrap();
+    let stmt = tx
+        .prepare("select email from users order by id")
+        .await
+        .unwrap();
+    let portal = tx.bind(&stmt, &[]).await.unwrap();
+    let first = tx.query_portal(&portal, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].get::<_, &str>(0), "[REDACTED:EMAIL]");
+    let rest = tx.query_portal(&portal, 10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].get::<_, &str>(0), "[REDACTED:EMAIL]");
+    tx.commit().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -465,4 +490,185 @@ async fn pgbench_runs_through_the_gateway() {
         "{}",
         stdout(&out)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_field_and_million_rows_stream_through() {
+    use futures_util::TryStreamExt;
+    let gw = Gateway::start(Setup::default()).await;
+    let c = connect(&gw, BOB).await;
+    // A 100 MB value (text, no '@': passes the masker unchanged).
+    let row = c
+        .query_one("select repeat('x', 100 * 1024 * 1024)", &[])
+        .await
+        .unwrap();
+    let big: &str = row.get(0);
+    assert_eq!(big.len(), 100 * 1024 * 1024);
+    assert!(big.bytes().all(|b| b == b'x'));
+    // A million rows, consumed as a stream.
+    let stream = c
+        .query_raw(
+            "select g, 'row ' || g from generate_series(1, 1000000) g",
+            std::iter::empty::<i32>(),
+        )
+        .await
+        .unwrap();
+    futures_util::pin_mut!(stream);
+    let mut n = 0u64;
+    let mut last = 0i32;
+    while let Some(r) = stream.try_next().await.unwrap() {
+        last = r.get(0);
+        n += 1;
+    }
+    assert_eq!(n, 1_000_000);
+    assert_eq!(last, 1_000_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_pass_through() {
+    let gw = Gateway::start(Setup::default()).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let listener = {
+        let mut roots = rustls::RootCertStore::empty();
+        let pem = std::fs::read(&gw.ca_path).unwrap();
+        use rustls_pki_types::pem::PemObject;
+        for c in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
+        let conn_str = format!(
+            "host=127.0.0.1 port={} user=x dbname=appdb password={BOB} sslmode=require",
+            gw.addr.port()
+        );
+        let (client, conn) = tokio_postgres::connect(&conn_str, tls).await.unwrap();
+        tokio::spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            while let Some(m) = std::future::poll_fn(|cx| conn.as_mut().poll_message(cx)).await {
+                if let Ok(tokio_postgres::AsyncMessage::Notification(n)) = m {
+                    let _ = tx.send(n.payload().to_owned());
+                }
+            }
+        });
+        client
+    };
+    listener.batch_execute("listen hoop_channel").await.unwrap();
+    let other = connect(&gw, BOB).await;
+    other
+        .batch_execute("notify hoop_channel, 'hello'")
+        .await
+        .unwrap();
+    let payload = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(payload, "hello");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn md5_and_cleartext_targets_get_injected_credentials() {
+    use hoop_testkit::postgres::PgAuth;
+    for auth in [PgAuth::Md5, PgAuth::Cleartext] {
+        let gw = Gateway::start(Setup {
+            pg_auth: auth,
+            ..Setup::default()
+        })
+        .await;
+        let c = connect(&gw, BOB).await;
+        let who: String = c
+            .query_one("select current_user::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(who, "app", "{auth:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_pipelined_behind_a_held_statement_runs_first() {
+    let gw = std::sync::Arc::new(Gateway::start(Setup::default()).await);
+    let alice = std::sync::Arc::new(connect(&gw, ALICE).await);
+    let observer = connect(&gw, BOB).await;
+    // Pipelined: a held TRUNCATE, then an INSERT that alone would be allowed, then a DROP.
+    let a = alice.clone();
+    let pipelined = tokio::spawn(async move {
+        tokio::join!(
+            a.execute("truncate t", &[]),
+            a.execute("insert into t values (1)", &[]),
+            a.execute("drop table t2", &[]),
+        )
+    });
+    let mut first = None;
+    for _ in 0..100 {
+        if let Some(r) = gw.gate.list_pending().first() {
+            first = Some(r.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let first = first.expect("the TRUNCATE is held");
+    assert!(
+        first.action.to_lowercase().contains("truncate"),
+        "{first:?}"
+    );
+    // While it is held, the INSERT behind it has not run.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let n: i64 = observer
+        .query_one("select count(*) from t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        n, 0,
+        "the pipelined INSERT must wait for the held statement"
+    );
+    assert_eq!(
+        gw.gate.list_pending().len(),
+        1,
+        "the DROP is not even decided yet"
+    );
+    let carol = Identity::new("carol", AuthMethod::StaticToken);
+    gw.gate.reject(&first.id, &carol, "no").unwrap();
+    // Then the INSERT runs, and the DROP is held in its turn.
+    let mut second = None;
+    for _ in 0..100 {
+        if let Some(r) = gw
+            .gate
+            .list_pending()
+            .into_iter()
+            .find(|r| r.id != first.id)
+        {
+            second = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let second = second.expect("the DROP is held");
+    assert!(second.action.to_lowercase().contains("drop"), "{second:?}");
+    gw.gate.reject(&second.id, &carol, "no").unwrap();
+    let (r1, r2, r3) = pipelined.await.unwrap();
+    assert_eq!(
+        r1.unwrap_err().as_db_error().unwrap().code().code(),
+        "42501"
+    );
+    assert_eq!(r2.unwrap(), 1);
+    assert_eq!(
+        r3.unwrap_err().as_db_error().unwrap().code().code(),
+        "42501"
+    );
+    let exists: bool = observer
+        .query_one(
+            "select exists(select 1 from pg_tables where tablename = 't2')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(exists);
 }

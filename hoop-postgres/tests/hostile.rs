@@ -235,3 +235,63 @@ async fn target_dying_mid_session_gives_fatal_not_hang() {
     // The target's own FATAL (admin shutdown) or the gateway's reaches the client.
     assert!(err.as_db_error().is_some() || err.is_closed(), "{err:?}");
 }
+
+/// Startup with a given protocol version over SSLRequest + TLS; returns every message up
+/// to ReadyForQuery as (tag, body).
+async fn login_with_version(gw: &Gateway, version: i32) -> Vec<(u8, Vec<u8>)> {
+    let mut tcp = TcpStream::connect(gw.addr).await.unwrap();
+    tcp.write_all(&[0, 0, 0, 8, 4, 210, 22, 47]).await.unwrap();
+    let mut s = [0u8; 1];
+    tcp.read_exact(&mut s).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(gw, None)));
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut pkt = startup("x", "appdb");
+    pkt[4..8].copy_from_slice(&version.to_be_bytes());
+    tls.write_all(&pkt).await.unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let mut head = [0u8; 5];
+        tls.read_exact(&mut head).await.unwrap();
+        let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len - 4];
+        tls.read_exact(&mut body).await.unwrap();
+        if head[0] == b'R' && body == [0, 0, 0, 3] {
+            let mut pw = BOB.as_bytes().to_vec();
+            pw.push(0);
+            tls.write_all(&message(b'p', &pw)).await.unwrap();
+        }
+        let done = head[0] == b'Z';
+        seen.push((head[0], body));
+        if done {
+            return seen;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_3_0_and_3_2_keys_and_negotiation() {
+    let gw = Gateway::start(Setup::default()).await;
+    let key_len = |msgs: &[(u8, Vec<u8>)]| {
+        msgs.iter()
+            .find(|(t, _)| *t == b'K')
+            .map(|(_, b)| b.len() - 4)
+            .unwrap()
+    };
+    let v30 = login_with_version(&gw, 196608).await;
+    assert_eq!(key_len(&v30), 4);
+    assert!(!v30.iter().any(|(t, _)| *t == b'v'));
+    let v32 = login_with_version(&gw, 196610).await;
+    assert_eq!(key_len(&v32), 32, "3.2 clients get a long cancel key");
+    assert!(!v32.iter().any(|(t, _)| *t == b'v'));
+    // A newer minor version is negotiated down to 3.2.
+    let v33 = login_with_version(&gw, 196611).await;
+    let (_, nego) = v33
+        .iter()
+        .find(|(t, _)| *t == b'v')
+        .expect("NegotiateProtocolVersion");
+    assert_eq!(&nego[..4], &2i32.to_be_bytes());
+    assert_eq!(key_len(&v33), 32);
+}

@@ -143,11 +143,27 @@ impl PendingReview {
     }
 
     /// Waits up to `hold` for a verdict.
-    pub async fn wait(mut self, hold: Duration) -> Verdict {
-        match tokio::time::timeout(hold, &mut self.rx).await {
-            Ok(Ok(v)) => v,
-            // The gate dropped the sender (e.g. it was shut down): treat as expired.
-            Ok(Err(_)) | Err(_) => match self.on_timeout.take() {
+    pub async fn wait(self, hold: Duration) -> Verdict {
+        self.wait_or_cancel(hold, &tokio_util::sync::CancellationToken::new())
+            .await
+    }
+
+    /// Waits up to `hold` for a verdict, or until `cancel` fires (the session ended):
+    /// either way the review is marked expired through the gate's timeout hook, so it
+    /// does not stay pending for a requester who is gone.
+    pub async fn wait_or_cancel(
+        mut self,
+        hold: Duration,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Verdict {
+        let waited = tokio::select! {
+            r = tokio::time::timeout(hold, &mut self.rx) => r.ok().and_then(Result::ok),
+            _ = cancel.cancelled() => None,
+        };
+        match waited {
+            Some(v) => v,
+            // Timed out, cancelled, or the gate dropped the sender: expired.
+            None => match self.on_timeout.take() {
                 Some(f) => f(),
                 None => Verdict::Expired {
                     review_id: self.id.clone(),

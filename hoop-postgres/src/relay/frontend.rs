@@ -122,10 +122,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
                 .encode();
                 let _ = self.notices.send(notice).await;
                 info!(review = %pending.id, class = %cmd.class, "statement held for review");
-                let verdict = tokio::select! {
-                    v = self.auth.await_review(pending) => v?,
-                    _ = stop.cancelled() => return Err(PgError::Refused("session ended during review".into())),
-                };
+                let verdict = self.auth.await_review_until(pending, stop).await?;
+                if stop.is_cancelled() {
+                    return Err(PgError::Refused("session ended during review".into()));
+                }
                 Ok(verdict.map(|reason| denial(&reason)))
             }
         }

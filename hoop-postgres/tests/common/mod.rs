@@ -64,6 +64,10 @@ pub struct Setup {
     pub masker: Arc<dyn Masker>,
     pub hold: Duration,
     pub read_only: bool,
+    /// How the target authenticates the gateway.
+    pub pg_auth: hoop_testkit::postgres::PgAuth,
+    /// The target's certificate (default: a good one from the target's own CA).
+    pub pg_cert: Option<hoop_testkit::TestCert>,
 }
 
 impl Default for Setup {
@@ -73,6 +77,8 @@ impl Default for Setup {
             masker: Arc::new(TestMasker),
             hold: Duration::from_secs(20),
             read_only: false,
+            pg_auth: hoop_testkit::postgres::PgAuth::Scram,
+            pg_cert: None,
         }
     }
 }
@@ -98,6 +104,8 @@ impl Gateway {
         let pg = PgServer::start(PgOptions {
             users: vec![("app".into(), "app-secret".into())],
             databases: vec!["appdb".into()],
+            auth: setup.pg_auth,
+            server_cert: setup.pg_cert.clone(),
             ..PgOptions::default()
         });
         pg.psql(
