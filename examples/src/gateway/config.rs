@@ -645,6 +645,13 @@ mod tests {
     }
 
     #[test]
+    fn the_annotated_example_is_valid() {
+        let c = parse(include_str!("../../gateway/gateway.example.toml")).unwrap();
+        assert_eq!(c.resources.len(), 1);
+        assert_eq!(c.policy.unwrap().rules.len(), 2);
+    }
+
+    #[test]
     fn empty_config_is_valid() {
         parse("").unwrap();
     }
