@@ -42,6 +42,8 @@ use super::metrics::Metrics;
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
+/// Admin connections served at once; more are closed at accept.
+const MAX_CONNECTIONS: usize = 256;
 /// Time a client gets for the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -92,6 +94,7 @@ pub async fn serve(
     state: Arc<AdminState>,
     stop: CancellationToken,
 ) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (tcp, peer) = tokio::select! {
             _ = stop.cancelled() => break,
@@ -104,10 +107,15 @@ pub async fn serve(
                 }
             },
         };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            warn!(%peer, "admin API: too many connections; closing");
+            continue;
+        };
         let tls = tls.clone();
         let state = state.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let _ = tcp.set_nodelay(true);
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
                 Ok(Ok(s)) => s,
