@@ -656,3 +656,55 @@ fn binary_reloads_on_sighup_and_drains_on_sigterm() {
     let text = wait_log("stopped:");
     assert!(text.contains("SIGTERM received"), "{text}");
 }
+
+/// With `admin.tls.client_ca`, callers are identified by their client certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_with_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let admins = hoop_testkit::TestCa::new("admins");
+    let ca_path = admins.write_cert(dir.path(), "admins-ca.crt");
+    let (cert, key) = admins.client("carol").write(dir.path(), "carol");
+    let text = format!(
+        "[data]\ndir = \"{d}\"\n[[listeners]]\nname = \"pg\"\nprotocol = \"postgres\"\nbind = \"127.0.0.1:0\"\n[admin]\nbind = \"127.0.0.1:0\"\ntls = {{ client_ca = \"{ca}\" }}\n",
+        d = dir.path().display(),
+        ca = ca_path.display()
+    );
+    let gw = Gateway::start(config::parse(&text).unwrap()).await.unwrap();
+    assert!(
+        gw.info().admin_token.is_none(),
+        "no token is made when certificates are used"
+    );
+    let url = format!(
+        "https://{}/v1/reviews/r-unknown/approve",
+        gw.admin_addr().unwrap()
+    );
+    let server_ca = dir.path().join("dev-ca.crt");
+    let out = blocking(move || {
+        let with = Command::new("curl")
+            .args(["-sS", "-X", "POST", "-w", "\n%{http_code}", "--cacert"])
+            .arg(&server_ca)
+            .arg("--cert")
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key)
+            .arg(&url)
+            .output()
+            .unwrap();
+        let without = Command::new("curl")
+            .args(["-sS", "-X", "POST", "--cacert"])
+            .arg(&server_ca)
+            .arg(&url)
+            .output()
+            .unwrap();
+        (with, without)
+    })
+    .await;
+    let body = String::from_utf8_lossy(&out.0.stdout);
+    // Authenticated as carol: the review is unknown (404), not a 401.
+    assert!(body.ends_with("404"), "{body}");
+    assert!(
+        !out.1.status.success(),
+        "no client certificate: the handshake fails"
+    );
+    gw.shutdown(Duration::from_secs(5)).await;
+}
