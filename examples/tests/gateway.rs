@@ -708,3 +708,70 @@ async fn admin_api_with_client_certificates() {
     );
     gw.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A `tcp` listener from the config: TLS from the client, `AUTH <token>`, then bytes
+/// relayed to the target (here a plaintext echo server, explicitly opted in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_listener_relays_after_auth_line() {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_addr = echo.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tokens"),
+        format!("alice:dev:{}\n", hash_token(ALICE)),
+    )
+    .unwrap();
+    let text = format!(
+        "[data]\ndir = \"{d}\"\n[[listeners]]\nname = \"echo\"\nprotocol = \"tcp\"\nbind = \"127.0.0.1:0\"\n\
+         [[resources]]\nname = \"echo\"\nprotocol = \"tcp\"\nlistener = \"echo\"\ntarget = \"{echo_addr}\"\nplaintext = true\n\
+         [identity]\nstatic_tokens_file = \"{d}/tokens\"\n[admin]\nenabled = false\n",
+        d = dir.path().display()
+    );
+    let gw = Gateway::start(config::parse(&text).unwrap()).await.unwrap();
+    assert!(gw.info().warnings.iter().any(|w| w.contains("PLAINTEXT")));
+    assert!(gw.admin_addr().is_none());
+
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(dir.path().join("dev-ca.crt")).unwrap()
+    {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let client = rustls::ClientConfig::builder_with_provider(hoop_core::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(gw.listener_addr("echo").unwrap())
+        .await
+        .unwrap();
+    let mut tls = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(format!("AUTH {ALICE}\nhello through hoop").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 64];
+    let mut got = Vec::new();
+    while !got.ends_with(b"hello through hoop") {
+        let n = tls.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, b"OK\nhello through hoop");
+    drop(tls);
+    assert_eq!(gw.metrics().connections("echo"), 1);
+    gw.shutdown(Duration::from_secs(5)).await;
+}

@@ -652,6 +652,37 @@ mod tests {
     }
 
     #[test]
+    fn oidc_issuers_must_be_https() {
+        let e =
+            parse("[[identity.oidc]]\nissuer = \"http://idp\"\naudience = \"hoop\"\n").unwrap_err();
+        assert_eq!(e.key, "identity.oidc[0].issuer", "{e}");
+        parse("[[identity.oidc]]\nissuer = \"https://idp\"\naudience = \"hoop\"\ngroups_claim = \"roles\"\n")
+            .unwrap();
+    }
+
+    #[test]
+    fn tcp_listeners_serve_exactly_one_resource() {
+        let e = parse("[[listeners]]\nname = \"t\"\nprotocol = \"tcp\"\nbind = \"127.0.0.1:0\"\n")
+            .unwrap_err();
+        assert_eq!(e.key, "listeners[0].name", "{e}");
+        let ok = "[[listeners]]\nname = \"t\"\nprotocol = \"tcp\"\nbind = \"127.0.0.1:0\"\n\
+                  [[resources]]\nname = \"cache\"\nprotocol = \"tcp\"\nlistener = \"t\"\ntarget = \"127.0.0.1:6380\"\nplaintext = true\n";
+        parse(ok).unwrap();
+        let e = parse(&ok.replace(
+            "plaintext = true",
+            "plaintext = true\ntls = { server_name = \"x\" }",
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "resources[0].plaintext", "{e}");
+        let e = parse(&ok.replace(
+            "protocol = \"tcp\"\nlistener",
+            "protocol = \"postgres\"\nlistener",
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "resources[0].listener", "{e}");
+    }
+
+    #[test]
     fn empty_config_is_valid() {
         parse("").unwrap();
     }
