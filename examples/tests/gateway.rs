@@ -28,6 +28,8 @@ struct Env {
     pg_port: u16,
     dir: tempfile::TempDir,
     gw: Option<Gateway>,
+    /// Bodies the approval webhook received.
+    hooks: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
 impl Env {
@@ -53,7 +55,7 @@ impl Env {
     }
 }
 
-fn write_config(dir: &Path, pg: &PgServer) -> PathBuf {
+fn write_config(dir: &Path, pg: &PgServer, hook: std::net::SocketAddr, hook_ca: &Path) -> PathBuf {
     std::fs::write(dir.join("pgpass"), "app-secret\n").unwrap();
     std::fs::write(
         dir.join("tokens"),
@@ -118,6 +120,8 @@ fail_closed = true
 
 [approvals]
 hold_seconds = 60
+webhook_url = "https://localhost:{hook_port}/hook"
+webhook_ca_file = "{hook_ca}"
 
 [admin]
 bind = "127.0.0.1:0"
@@ -125,7 +129,9 @@ tokens_file = "{d}/admin-tokens"
 "#,
         d = dir.display(),
         port = pg.port,
-        ca = pg.ca_path().display()
+        ca = pg.ca_path().display(),
+        hook_port = hook.port(),
+        hook_ca = hook_ca.display(),
     );
     hoop_testkit::TestCa::new("not-the-postgres-ca").write_cert(dir, "other-ca.crt");
     let path = dir.join("gateway.toml");
@@ -152,7 +158,8 @@ async fn setup() -> Env {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), &pg);
+    let (hook, hook_ca, hooks) = webhook_server(dir.path()).await;
+    let path = write_config(dir.path(), &pg, hook, &hook_ca);
     let config = config::load(&path).unwrap();
     let gw = Gateway::start(config).await.unwrap();
     Env {
@@ -160,7 +167,57 @@ async fn setup() -> Env {
         _pg: pg,
         dir,
         gw: Some(gw),
+        hooks,
     }
+}
+
+/// An HTTPS server standing in for a chat webhook: every POST body goes to the channel.
+async fn webhook_server(
+    dir: &Path,
+) -> (
+    std::net::SocketAddr,
+    PathBuf,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    use http_body_util::BodyExt;
+    let ca = hoop_testkit::TestCa::new("webhook-ca");
+    let ca_path = ca.write_cert(dir, "webhook-ca.crt");
+    let (cert_path, key_path) = ca.server().write(dir, "webhook");
+    let tls = hoop_core::tls::ServerTls::new(hoop_core::tls::ServerTlsConfig {
+        cert_path,
+        key_path,
+        ..Default::default()
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let tls = tls.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = tls.accept(tcp).await else {
+                    return;
+                };
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                            ))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, ca_path, rx)
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -261,6 +318,14 @@ async fn operator_flow_with_psql_and_curl() {
     let c = conn.clone();
     let held = tokio::task::spawn_blocking(move || psql(&c, "DROP TABLE t", true));
     let id = pending_review(&env).await;
+    let hook = tokio::time::timeout(Duration::from_secs(30), env.hooks.recv())
+        .await
+        .expect("the webhook is called")
+        .unwrap();
+    assert!(
+        hook.contains(&id) && hook.contains("DROP TABLE t"),
+        "{hook}"
+    );
     let (code, body) = admin(
         &env,
         ALICE_ADMIN,
