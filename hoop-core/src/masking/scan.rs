@@ -2,7 +2,7 @@
 
 use super::detector::{Detector, DetectorSet};
 use super::detectors::{Hit, email, ipv6, numeric, pem, tokens};
-use super::prefilter::{AnchorTable, at, before, run_end};
+use super::prefilter::{AnchorTable, BLOCK, at, before, run_end};
 
 /// What the scan looks for.
 #[derive(Clone, Debug)]
@@ -20,9 +20,46 @@ pub(crate) struct Scan<'t, 'c> {
     pos: usize,
     /// End of the last match: no match may start before it.
     min_start: usize,
+    /// End of the last rejected IPv6 candidate: colons before it need no new look.
+    v6_rejected: usize,
+    /// The anchor mask of the block at `mask_base` (`usize::MAX`: none cached).
+    mask: u128,
+    mask_base: usize,
 }
 
 impl<'t, 'c> Scan<'t, 'c> {
+    /// The first anchor at or after `self.pos`, reusing the cached block mask.
+    #[inline(always)]
+    fn next_anchor(&mut self) -> Option<usize> {
+        let bytes = self.text.as_bytes();
+        let pos = self.pos;
+        let mut base = pos;
+        while base < 2 && base < bytes.len() {
+            self.mask_base = usize::MAX;
+            if self.cfg.anchors.is_anchor_at(bytes, base) {
+                return Some(base);
+            }
+            base += 1;
+        }
+        if let Some(off) = pos.checked_sub(self.mask_base).filter(|&o| o < BLOCK) {
+            let m = self.mask & (u128::MAX << (8 * off));
+            if m != 0 {
+                return Some(self.mask_base + (m.trailing_zeros() / 8) as usize);
+            }
+            base = self.mask_base + BLOCK;
+        }
+        while let Some(m) = self.cfg.anchors.block(bytes, base) {
+            if m != 0 {
+                self.mask = m;
+                self.mask_base = base;
+                return Some(base + (m.trailing_zeros() / 8) as usize);
+            }
+            base += BLOCK;
+        }
+        self.mask_base = usize::MAX;
+        (base..bytes.len()).find(|&i| self.cfg.anchors.is_anchor_at(bytes, i))
+    }
+
     pub(crate) fn new(text: &'t str, cfg: &'c ScanConfig, ssn_bare: bool) -> Self {
         Scan {
             text,
@@ -30,52 +67,66 @@ impl<'t, 'c> Scan<'t, 'c> {
             ssn_bare,
             pos: 0,
             min_start: 0,
+            v6_rejected: 0,
+            mask: 0,
+            mask_base: usize::MAX,
         }
     }
 
     /// Runs the detectors for the anchor byte `b` at `i`; returns a match or where to
     /// continue scanning.
-    fn at_anchor(&self, i: usize, b: u8) -> Result<Hit, usize> {
+    fn at_anchor(&mut self, i: usize, b: u8) -> Result<Hit, usize> {
         let bytes = self.text.as_bytes();
         let set = self.cfg.set;
         let min = self.min_start;
         let found = match b {
             b'0'..=b'9' => {
-                let run = run_end(bytes, i, usize::MAX, |b| b.is_ascii_digit());
-                if before(bytes, i).is_ascii_digit() {
-                    return Err(run);
+                // Fast reject, inline: a short number not followed by a separator and a
+                // digit, and not after `+`, `(` or letters (IBAN).
+                let p = before(bytes, i);
+                let iban = p.is_ascii_uppercase() && before(bytes, i - 1).is_ascii_uppercase();
+                if !(iban || p == b'+' || p == b'(') {
+                    let run = run_end(bytes, i, 32, |b| b.is_ascii_digit());
+                    let nb = at(bytes, run);
+                    if run - i < 9
+                        && !(matches!(nb, b' ' | b'-' | b'.') && at(bytes, run + 1).is_ascii_digit())
+                    {
+                        return Err(run);
+                    }
                 }
                 let o = numeric::NumericOpts {
                     set,
                     ssn_bare: self.ssn_bare,
                 };
-                return numeric::detect(bytes, i, o, min).ok_or(run);
+                return numeric::detect(bytes, i, o, min);
             }
             b'@' => email::detect(bytes, i, min),
-            b':' => set
-                .contains(Detector::Ipv6)
-                .then(|| ipv6::detect(self.text, i, min))
-                .flatten()
-                .or_else(|| {
-                    set.contains(Detector::AwsKey)
+            b':' => {
+                let (p, n) = (before(bytes, i), at(bytes, i + 1));
+                let hexcolon = |b: u8| b.is_ascii_hexdigit() || b == b':';
+                let mut v6 = None;
+                if set.contains(Detector::Ipv6) && (hexcolon(p) || hexcolon(n)) && i >= self.v6_rejected
+                {
+                    match ipv6::detect(self.text, i, min) {
+                        Ok(hit) => v6 = Some(hit),
+                        Err(end) => self.v6_rejected = end,
+                    }
+                }
+                v6.or_else(|| {
+                    (set.contains(Detector::AwsKey) && keyish_end(p))
                         .then(|| tokens::aws_secret_key(bytes, i, min))
                         .flatten()
-                }),
+                })
+            }
             b'=' => tokens::aws_secret_key(bytes, i, min),
             b'I' => tokens::aws_access_key(bytes, i, min),
             b'J' => tokens::jwt(bytes, i, min),
             b'_' => tokens::github(bytes, i, min),
             b'/' => tokens::slack_webhook(bytes, i, min),
-            b'-' => {
-                let pem = (set.contains(Detector::PrivateKey) && at(bytes, i + 1) == b'-')
-                    .then(|| pem::detect(bytes, i, min))
-                    .flatten();
-                pem.or_else(|| {
-                    set.contains(Detector::SlackToken)
-                        .then(|| tokens::slack_token(bytes, i, min))
-                        .flatten()
-                })
-            }
+            // `o` after `x`: the `-` of `xoxb-` is three bytes on.
+            b'o' => tokens::slack_token(bytes, i + 3, min),
+            // `-` after `-`: a PEM block starts one byte back.
+            b'-' => pem::detect(bytes, i - 1, min),
             _ => None,
         };
         found.ok_or(i + 1)
@@ -88,7 +139,7 @@ impl Iterator for Scan<'_, '_> {
     fn next(&mut self) -> Option<Hit> {
         let bytes = self.text.as_bytes();
         loop {
-            let i = self.cfg.anchors.next(bytes, self.pos)?;
+            let i = self.next_anchor()?;
             let b = at(bytes, i);
             match self.at_anchor(i, b) {
                 Ok(hit) if hit.start >= self.min_start && hit.end > hit.start => {
@@ -101,4 +152,10 @@ impl Iterator for Scan<'_, '_> {
             }
         }
     }
+}
+
+/// The byte before a `:` that may end a key name (`key:`, `"key":`, `key :`).
+#[inline(always)]
+fn keyish_end(p: u8) -> bool {
+    matches!(p, b'y' | b'Y' | b'"' | b'\'' | b' ')
 }

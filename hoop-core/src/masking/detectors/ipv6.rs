@@ -10,27 +10,32 @@ fn is_v6(b: u8) -> bool {
     b.is_ascii_hexdigit() || b == b':' || b == b'.'
 }
 
-/// An address around the `:` at `c`, starting no earlier than `min_start`.
-pub(crate) fn detect(text: &str, c: usize, min_start: usize) -> Option<Hit> {
+/// An address around the `:` at `c`, starting no earlier than `min_start`; or the end of
+/// the rejected candidate (every colon before it gives the same candidate).
+pub(crate) fn detect(text: &str, c: usize, min_start: usize) -> Result<Hit, usize> {
     let bytes = text.as_bytes();
-    let (p, n) = (before(bytes, c), at(bytes, c + 1));
-    if !(p.is_ascii_hexdigit() || p == b':' || n.is_ascii_hexdigit() || n == b':') {
-        return None;
-    }
     let start = run_start(bytes, c, 45, is_v6);
     let mut end = run_end(bytes, c, 46, is_v6);
     while end > c && at(bytes, end - 1) == b'.' {
         end -= 1;
     }
+    let reject = Err(end.max(c + 1));
     if start < min_start || is_word(before(bytes, start)) || is_word(at(bytes, end)) {
-        return None;
+        return reject;
     }
-    let cand = bytes.get(start..end)?;
-    if cand.iter().filter(|&&b| b == b':').count() < 2 || !cand.iter().any(u8::is_ascii_digit) {
-        return None;
+    let Some(cand) = bytes.get(start..end) else {
+        return reject;
+    };
+    // Without "::" an address has seven colons (six before an embedded IPv4 address).
+    let colons = cand.iter().filter(|&&b| b == b':').count();
+    let compressed = cand.windows(2).any(|w| w == b"::");
+    if !(compressed && colons >= 2 || colons >= 6) || !cand.iter().any(u8::is_ascii_digit) {
+        return reject;
     }
-    text.get(start..end)?.parse::<Ipv6Addr>().ok()?;
-    Some(Hit::new(start, end, Detector::Ipv6))
+    match text.get(start..end).map(str::parse::<Ipv6Addr>) {
+        Some(Ok(_)) => Ok(Hit::new(start, end, Detector::Ipv6)),
+        _ => reject,
+    }
 }
 
 #[cfg(test)]
@@ -41,7 +46,7 @@ mod tests {
         s.bytes()
             .enumerate()
             .filter(|(_, b)| *b == b':')
-            .find_map(|(i, _)| detect(s, i, 0))
+            .find_map(|(i, _)| detect(s, i, 0).ok())
             .and_then(|h| s.get(h.start..h.end))
     }
 

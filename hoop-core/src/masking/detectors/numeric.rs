@@ -19,13 +19,22 @@ struct Groups {
 }
 
 impl Groups {
+    const EMPTY: Groups = Groups {
+        start: [0; MAX_GROUPS],
+        end: [0; MAX_GROUPS],
+        sep: [0; MAX_GROUPS],
+        n: 0,
+    };
+
     fn parse(bytes: &[u8], from: usize) -> Groups {
-        let mut g = Groups {
-            start: [0; MAX_GROUPS],
-            end: [0; MAX_GROUPS],
-            sep: [0; MAX_GROUPS],
-            n: 0,
-        };
+        let mut g = Groups::EMPTY;
+        g.fill(bytes, from);
+        g
+    }
+
+    /// Parses the groups starting at `from` into `self` (in place: no copy of the arrays).
+    fn fill(&mut self, bytes: &[u8], from: usize) {
+        let g = self;
         let mut pos = from;
         let mut sep = 0u8;
         for k in 0..MAX_GROUPS {
@@ -49,37 +58,62 @@ impl Groups {
                 break;
             }
         }
-        g
     }
 
-    fn len(&self, k: usize) -> usize {
-        match (self.start.get(k), self.end.get(k)) {
-            (Some(s), Some(e)) if k < self.n => e - s,
+}
+
+/// The groups of a [`Groups`] from group `k` on, indexed from 0.
+#[derive(Clone, Copy)]
+struct View<'g> {
+    g: &'g Groups,
+    k: usize,
+    /// Number of groups in the view.
+    n: usize,
+}
+
+impl View<'_> {
+    fn new(g: &Groups, k: usize) -> View<'_> {
+        View {
+            g,
+            k,
+            n: g.n.saturating_sub(k),
+        }
+    }
+
+    fn start(&self) -> usize {
+        self.g.start.get(self.k).copied().unwrap_or(0)
+    }
+
+    fn len(&self, j: usize) -> usize {
+        let k = self.k + j;
+        match (self.g.start.get(k), self.g.end.get(k)) {
+            (Some(s), Some(e)) if j < self.n => e - s,
             _ => 0,
         }
     }
 
-    fn end(&self, k: usize) -> usize {
-        self.end.get(k).copied().unwrap_or(0)
+    fn end(&self, j: usize) -> usize {
+        self.g.end.get(self.k + j).copied().unwrap_or(0)
     }
 
-    fn sep(&self, k: usize) -> u8 {
-        if k < self.n {
-            self.sep.get(k).copied().unwrap_or(0)
+    fn sep(&self, j: usize) -> u8 {
+        if j > 0 && j < self.n {
+            self.g.sep.get(self.k + j).copied().unwrap_or(0)
         } else {
             0
         }
     }
 
-    fn digits<'b>(&self, bytes: &'b [u8], k: usize) -> &'b [u8] {
-        match (self.start.get(k), self.end.get(k)) {
-            (Some(&s), Some(&e)) if k < self.n => bytes.get(s..e).unwrap_or(&[]),
+    fn digits<'b>(&self, bytes: &'b [u8], j: usize) -> &'b [u8] {
+        let k = self.k + j;
+        match (self.g.start.get(k), self.g.end.get(k)) {
+            (Some(&s), Some(&e)) if j < self.n => bytes.get(s..e).unwrap_or(&[]),
             _ => &[],
         }
     }
 
     fn shape(&self, lens: &[usize]) -> bool {
-        self.n >= lens.len() && lens.iter().enumerate().all(|(k, &l)| self.len(k) == l)
+        self.n >= lens.len() && lens.iter().enumerate().all(|(j, &l)| self.len(j) == l)
     }
 }
 
@@ -91,65 +125,74 @@ pub(crate) struct NumericOpts {
     pub ssn_bare: bool,
 }
 
-/// Tries every numeric detector at `i`, the first digit of a digit run.
-pub(crate) fn detect(bytes: &[u8], i: usize, o: NumericOpts, min_start: usize) -> Option<Hit> {
+/// Tries every numeric detector at `i`, the first digit of a digit run, and at every
+/// later group of the same run of digit groups. Returns a match, or where to continue
+/// scanning (after the last group: every start inside it has been tried).
+pub(crate) fn detect(
+    bytes: &[u8],
+    i: usize,
+    o: NumericOpts,
+    min_start: usize,
+) -> Result<Hit, usize> {
     let prev = before(bytes, i);
     if o.set.contains(Detector::Iban) && i >= min_start + 2 && prev.is_ascii_uppercase() {
         if let Some(end) = iban(bytes, i - 2) {
-            return Some(Hit::new(i - 2, end, Detector::Iban));
+            return Ok(Hit::new(i - 2, end, Detector::Iban));
         }
     }
-    if is_word(prev) {
-        return None;
-    }
-    // Part of a dotted run such as a version or a decimal number: "1.2.3", "3.14".
-    if matches!(prev, b'.' | b',') && before(bytes, i - 1).is_ascii_digit() {
-        return None;
-    }
-    if o.set.contains(Detector::Phone) && i > min_start && !is_word(before(bytes, i - 1)) {
-        if prev == b'+' {
-            if let Some(end) = e164(bytes, i) {
-                return Some(Hit::new(i - 1, end, Detector::Phone));
-            }
-        } else if prev == b'(' {
-            if let Some(end) = paren_phone(bytes, i) {
-                return Some(Hit::new(i - 1, end, Detector::Phone));
-            }
+    let first_ok = !is_word(prev)
+        // Part of a dotted run such as a version or a decimal number: "1.2.3", "3.14".
+        && !(matches!(prev, b'.' | b',') && before(bytes, i - 1).is_ascii_digit());
+    if first_ok && o.set.contains(Detector::Phone) && i > min_start {
+        let phone = match prev {
+            b'+' if !is_word(before(bytes, i - 1)) => e164(bytes, i),
+            b'(' if !is_word(before(bytes, i - 1)) => paren_phone(bytes, i),
+            _ => None,
+        };
+        if let Some(end) = phone {
+            return Ok(Hit::new(i - 1, end, Detector::Phone));
         }
     }
-    let g = Groups::parse(bytes, i);
-    // A group of one or two digits not followed by a separator cannot start anything.
-    if g.n == 1 && g.len(0) < 9 {
-        return None;
+    // Fast reject: a short number not followed by a separator and another digit.
+    let run = run_end(bytes, i, usize::MAX, |b| b.is_ascii_digit());
+    let nb = at(bytes, run);
+    if run - i < 9 && !(matches!(nb, b' ' | b'-' | b'.') && at(bytes, run + 1).is_ascii_digit()) {
+        return Err(run.max(i + 1));
     }
-    if o.set.contains(Detector::Ipv4) {
-        if let Some(end) = ipv4(bytes, &g) {
-            return Some(Hit::new(i, end, Detector::Ipv4));
+    let mut all = Groups::EMPTY;
+    all.fill(bytes, i);
+    let skip = all.end.get(all.n.saturating_sub(1)).copied().unwrap_or(0).max(i + 1);
+    for k in 0..all.n {
+        if (k == 0 && !first_ok) || (k > 0 && all.sep.get(k) == Some(&b'.')) {
+            continue;
+        }
+        let g = View::new(&all, k);
+        // A lone group shorter than an SSN cannot be anything.
+        if g.n == 1 && g.len(0) < 9 {
+            continue;
+        }
+        let start = g.start();
+        let found = [
+            (Detector::Ipv4, ipv4 as fn(&[u8], &View<'_>, bool) -> Option<usize>),
+            (Detector::Ssn, ssn),
+            (Detector::Phone, national_phone),
+            (Detector::CreditCard, card),
+        ]
+        .into_iter()
+        .filter(|(d, _)| o.set.contains(*d))
+        .find_map(|(d, f)| f(bytes, &g, o.ssn_bare).map(|end| Hit::new(start, end, d)));
+        if let Some(hit) = found {
+            return Ok(hit);
         }
     }
-    if o.set.contains(Detector::Ssn) {
-        if let Some(end) = ssn(bytes, &g, o.ssn_bare) {
-            return Some(Hit::new(i, end, Detector::Ssn));
-        }
-    }
-    if o.set.contains(Detector::Phone) {
-        if let Some(end) = national_phone(bytes, &g) {
-            return Some(Hit::new(i, end, Detector::Phone));
-        }
-    }
-    if o.set.contains(Detector::CreditCard) {
-        if let Some(end) = card(bytes, &g) {
-            return Some(Hit::new(i, end, Detector::CreditCard));
-        }
-    }
-    None
+    Err(skip)
 }
 
 fn ends_clean(bytes: &[u8], end: usize) -> bool {
     !is_word(at(bytes, end))
 }
 
-fn ipv4(bytes: &[u8], g: &Groups) -> Option<usize> {
+fn ipv4(bytes: &[u8], g: &View<'_>, _: bool) -> Option<usize> {
     if g.n < 4 || (1..4).any(|k| g.sep(k) != b'.') || g.sep(4) == b'.' {
         return None;
     }
@@ -169,7 +212,7 @@ fn ipv4(bytes: &[u8], g: &Groups) -> Option<usize> {
     ends_clean(bytes, end).then_some(end)
 }
 
-fn ssn(bytes: &[u8], g: &Groups, bare: bool) -> Option<usize> {
+fn ssn(bytes: &[u8], g: &View<'_>, bare: bool) -> Option<usize> {
     if g.shape(&[3, 2, 4]) && g.sep(1) == b'-' && g.sep(2) == b'-' && g.sep(3) != b'-' {
         let end = g.end(2);
         if ends_clean(bytes, end)
@@ -196,7 +239,7 @@ fn ssn(bytes: &[u8], g: &Groups, bare: bool) -> Option<usize> {
 }
 
 /// `555-123-4567`, `555.123.4567`, `1-555-123-4567`.
-fn national_phone(bytes: &[u8], g: &Groups) -> Option<usize> {
+fn national_phone(bytes: &[u8], g: &View<'_>, _: bool) -> Option<usize> {
     let consistent = |from: usize, to: usize| {
         let s = g.sep(from);
         matches!(s, b'-' | b'.') && (from..=to).all(|k| g.sep(k) == s) && g.sep(to + 1) != s
@@ -222,7 +265,8 @@ fn paren_phone(bytes: &[u8], i: usize) -> Option<usize> {
     if at(bytes, p) == b' ' {
         p += 1;
     }
-    let g = Groups::parse(bytes, p);
+    let all = Groups::parse(bytes, p);
+    let g = View::new(&all, 0);
     if g.shape(&[3, 4]) && matches!(g.sep(1), b'-' | b'.' | b' ') && g.sep(2) != g.sep(1) {
         let end = g.end(1);
         return ends_clean(bytes, end).then_some(end);
@@ -261,8 +305,8 @@ fn e164(bytes: &[u8], i: usize) -> Option<usize> {
 
 /// 13-19 digits in one group, or in groups of 3-6 digits with one consistent `' '` or `-`
 /// separator; Luhn valid with a known issuer prefix.
-fn card(bytes: &[u8], g: &Groups) -> Option<usize> {
-    let start = g.start.first().copied().unwrap_or(0);
+fn card(bytes: &[u8], g: &View<'_>, _: bool) -> Option<usize> {
+    let start = g.start();
     if g.n == 1 || !matches!(g.sep(1), b' ' | b'-') || g.len(0) > 6 {
         let len = g.len(0);
         let end = g.end(0);
@@ -360,7 +404,7 @@ mod tests {
         let b = s.as_bytes();
         (0..b.len())
             .filter(|&i| b[i].is_ascii_digit() && (i == 0 || !b[i - 1].is_ascii_digit()))
-            .find_map(|i| detect(b, i, o, 0))
+            .find_map(|i| detect(b, i, o, 0).ok())
             .map(|h| (h.start, h.end, h.detector))
     }
 
@@ -408,5 +452,6 @@ mod tests {
         assert_eq!(find("666-12-3456"), None);
         assert_eq!(find("912-12-3456"), None);
         assert_eq!(find("123456789"), None);
+        assert_eq!(find("id 7 123-45-6789"), Some((5, 16, Detector::Ssn)));
     }
 }

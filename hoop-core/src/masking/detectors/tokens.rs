@@ -83,7 +83,12 @@ pub(crate) fn aws_secret_key(bytes: &[u8], p: usize, min_start: usize) -> Option
             name_end -= 1;
         }
     }
-    if !matches!(before(bytes, name_end), b'y' | b'Y') {
+    // Cheap checks first: the name ends in "key", the value is 40 base64 characters.
+    let k = name_end.checked_sub(3)?;
+    if !bytes
+        .get(k..name_end)
+        .is_some_and(|w| w.eq_ignore_ascii_case(b"key"))
+    {
         return None;
     }
     let name_start = name_end.saturating_sub(40);
