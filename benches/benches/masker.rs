@@ -44,15 +44,75 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "the", "request", "was", "handled", "by", "server", "and", "returned", "a", "response",
-    "with", "status", "user", "session", "opened", "closed", "database", "query", "took",
-    "connection", "pool", "timeout", "retry", "after", "backend", "cache", "miss", "hit",
-    "Customer", "Order", "invoice", "shipped", "to", "warehouse", "in", "Lisbon", "Berlin",
-    "payment", "accepted", "declined", "for", "account", "report", "generated", "on", "Monday",
-    "I", "think", "we", "should", "deploy", "this", "tomorrow", "morning", "because", "it",
-    "fixes", "latency", "regression", "seen", "yesterday", "evening", "during", "peak", "load",
+    "the",
+    "request",
+    "was",
+    "handled",
+    "by",
+    "server",
+    "and",
+    "returned",
+    "a",
+    "response",
+    "with",
+    "status",
+    "user",
+    "session",
+    "opened",
+    "closed",
+    "database",
+    "query",
+    "took",
+    "connection",
+    "pool",
+    "timeout",
+    "retry",
+    "after",
+    "backend",
+    "cache",
+    "miss",
+    "hit",
+    "Customer",
+    "Order",
+    "invoice",
+    "shipped",
+    "to",
+    "warehouse",
+    "in",
+    "Lisbon",
+    "Berlin",
+    "payment",
+    "accepted",
+    "declined",
+    "for",
+    "account",
+    "report",
+    "generated",
+    "on",
+    "Monday",
+    "I",
+    "think",
+    "we",
+    "should",
+    "deploy",
+    "this",
+    "tomorrow",
+    "morning",
+    "because",
+    "it",
+    "fixes",
+    "latency",
+    "regression",
+    "seen",
+    "yesterday",
+    "evening",
+    "during",
+    "peak",
+    "load",
 ];
-const PUNCT: &[&str] = &[" ", " ", " ", " ", " ", ", ", ". ", "; ", ": ", " - ", " (", ") "];
+const PUNCT: &[&str] = &[
+    " ", " ", " ", " ", " ", ", ", ". ", "; ", ": ", " - ", " (", ") ",
+];
 const LEVELS: &[&str] = &["INFO", "WARN", "DEBUG", "ERROR"];
 
 fn luhn_complete(prefix: &str, len: usize, rng: &mut Rng) -> String {
@@ -81,16 +141,34 @@ const IBANS: &[&str] = &[
 
 fn sensitive(rng: &mut Rng) -> String {
     match rng.below(12) {
-        0 => format!("{}.{}@example.com", rng.pick(WORDS).to_lowercase(), rng.below(100)),
+        0 => format!(
+            "{}.{}@example.com",
+            rng.pick(WORDS).to_lowercase(),
+            rng.below(100)
+        ),
         1 => luhn_complete("4", 16, rng),
         2 => {
             let c = luhn_complete("5", 16, rng);
             format!("{} {} {} {}", &c[0..4], &c[4..8], &c[8..12], &c[12..16])
         }
         3 => rng.pick(IBANS).to_owned(),
-        4 => format!("{:03}-{:02}-{:04}", 100 + rng.below(500), 10 + rng.below(80), 1000 + rng.below(8000)),
-        5 => format!("+1 (555) {:03}-{:04}", 200 + rng.below(700), rng.below(10000)),
-        6 => format!("10.{}.{}.{}", rng.below(256), rng.below(256), 1 + rng.below(254)),
+        4 => format!(
+            "{:03}-{:02}-{:04}",
+            100 + rng.below(500),
+            10 + rng.below(80),
+            1000 + rng.below(8000)
+        ),
+        5 => format!(
+            "+1 (555) {:03}-{:04}",
+            200 + rng.below(700),
+            rng.below(10000)
+        ),
+        6 => format!(
+            "10.{}.{}.{}",
+            rng.below(256),
+            rng.below(256),
+            1 + rng.below(254)
+        ),
         7 => format!("2001:db8::{:x}", rng.below(65536)),
         8 => JWT.to_owned(),
         9 => "AKIAIOSFODNN7EXAMPLE".to_owned(),
@@ -127,7 +205,11 @@ fn text(seed: u64, every: usize) -> String {
             } else if rng.below(10) == 0 {
                 s.push_str(&format!("{}", rng.below(1000)));
             } else if rng.below(30) == 0 {
-                s.push_str(&format!("status={} took {}ms", 200 + rng.below(300), rng.below(500)));
+                s.push_str(&format!(
+                    "status={} took {}ms",
+                    200 + rng.below(300),
+                    rng.below(500)
+                ));
             } else {
                 s.push_str(rng.pick(WORDS));
             }
@@ -140,18 +222,21 @@ fn text(seed: u64, every: usize) -> String {
 
 /// The naive baseline: one regex per detector, run in sequence, each replacing its
 /// validated matches.
+type Validate = fn(&Captures<'_>) -> bool;
+
 struct Baseline {
-    passes: Vec<(Regex, &'static str, fn(&Captures<'_>) -> bool)>,
+    passes: Vec<(Regex, &'static str, Validate)>,
 }
 
 fn ipv4_ok(c: &Captures<'_>) -> bool {
-    c[0].split('.').all(|o| o.parse::<u32>().is_ok_and(|v| v <= 255))
+    c[0].split('.')
+        .all(|o| o.parse::<u32>().is_ok_and(|v| v <= 255))
 }
 
 impl Baseline {
     fn new() -> Self {
         let r = |p: &str| Regex::new(p).unwrap();
-        let always: fn(&Captures<'_>) -> bool = |_| true;
+        let always: Validate = |_| true;
         Baseline {
             passes: vec![
                 (
@@ -164,14 +249,20 @@ impl Baseline {
                     "JWT",
                     |c| jwt_header_valid(c[0].split('.').next().unwrap().as_bytes()),
                 ),
-                (r(r"(?-u:\b)(?:AKIA|ASIA)[A-Z0-9]{16}(?-u:\b)"), "AWS_KEY", always),
+                (
+                    r(r"(?-u:\b)(?:AKIA|ASIA)[A-Z0-9]{16}(?-u:\b)"),
+                    "AWS_KEY",
+                    always,
+                ),
                 (
                     r(r"(?-u:\b)(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{20,})"),
                     "GITHUB_TOKEN",
                     always,
                 ),
                 (
-                    r(r"(?-u:\b)xox[bpars]-[A-Za-z0-9-]{10,}|https?://hooks\.slack\.com/services/[A-Za-z0-9/_-]{10,}"),
+                    r(
+                        r"(?-u:\b)xox[bpars]-[A-Za-z0-9-]{10,}|https?://hooks\.slack\.com/services/[A-Za-z0-9/_-]{10,}",
+                    ),
                     "SLACK_TOKEN",
                     always,
                 ),
@@ -181,7 +272,9 @@ impl Baseline {
                     always,
                 ),
                 (
-                    r(r"(?-u:\b)[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?(?-u:\b)"),
+                    r(
+                        r"(?-u:\b)[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?(?-u:\b)",
+                    ),
                     "IBAN",
                     |c| iban_mod97_valid(c[0].as_bytes()),
                 ),
@@ -196,7 +289,9 @@ impl Baseline {
                     |c| ssn_valid(c[1].as_bytes(), c[2].as_bytes(), c[3].as_bytes()),
                 ),
                 (
-                    r(r"\+[0-9][0-9 ().-]{6,20}[0-9]|\([0-9]{3}\) ?[0-9]{3}[-.][0-9]{4}|(?-u:\b)[0-9]{3}[-.][0-9]{3}[-.][0-9]{4}(?-u:\b)"),
+                    r(
+                        r"\+[0-9][0-9 ().-]{6,20}[0-9]|\([0-9]{3}\) ?[0-9]{3}[-.][0-9]{4}|(?-u:\b)[0-9]{3}[-.][0-9]{3}[-.][0-9]{4}(?-u:\b)",
+                    ),
                     "PHONE",
                     always,
                 ),
@@ -267,9 +362,11 @@ fn criterion_benches(c: &mut Criterion, cases: &[Case], hoop: &RuleMasker, base:
         g.bench_with_input(BenchmarkId::new("hoop", "1MB"), &case.text, |b, t| {
             b.iter(|| black_box(hoop.mask(&field, black_box(t))).len())
         });
-        g.bench_with_input(BenchmarkId::new("regex_baseline", "1MB"), &case.text, |b, t| {
-            b.iter(|| black_box(base.mask(black_box(t)).0).len())
-        });
+        g.bench_with_input(
+            BenchmarkId::new("regex_baseline", "1MB"),
+            &case.text,
+            |b, t| b.iter(|| black_box(base.mask(black_box(t)).0).len()),
+        );
         g.finish();
     }
 }
@@ -317,11 +414,8 @@ fn main() {
     let cases = cases();
     let hoop = hoop_masker();
     let base = Baseline::new();
-    if let Some(p) = args_dump() {
-        std::fs::write(&p, &cases[0].text).unwrap();
-        return;
-    }
-    // `--profile-hoop <case index>`: only hoop, 300 passes (for perf).
+    // `--profile-hoop <case index> [--email-only]`: only hoop, `MASK_PASSES` (300) passes
+    // over one case, for `perf` / `time`.
     let args: Vec<String> = std::env::args().collect();
     if let Some(p) = args.iter().position(|a| a == "--profile-hoop") {
         let idx: usize = args.get(p + 1).and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -335,7 +429,10 @@ fn main() {
             hoop
         };
         let mut n = 0usize;
-        let passes: usize = std::env::var("MASK_PASSES").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+        let passes: usize = std::env::var("MASK_PASSES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300);
         for _ in 0..passes {
             n += hoop.mask(&Field::anonymous(), black_box(t)).len();
         }
@@ -353,10 +450,4 @@ fn main() {
         c.final_summary();
     }
     summary(&cases, &hoop, &base);
-}
-
-fn args_dump() -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    let p = args.iter().position(|a| a == "--dump")?;
-    args.get(p + 1).cloned()
 }

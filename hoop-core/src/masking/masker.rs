@@ -15,6 +15,9 @@ use super::{Field, Masker};
 use aws_lc_rs::hmac;
 use std::borrow::Cow;
 
+/// Extra passes over masked output (see [`RuleMasker::mask_counted`]).
+const MAX_RESCANS: usize = 3;
+
 /// The built-in masker: field-name rules first, then the detectors over the value.
 ///
 /// ```
@@ -220,6 +223,32 @@ impl RuleMasker {
         }
     }
 
+    /// One pass of the detectors over `value`.
+    fn scan_once<'v>(&self, value: &'v str, ssn_bare: bool) -> (Cow<'v, str>, u32) {
+        let mut out: Option<String> = None;
+        let mut copied = 0usize;
+        let mut count = 0u32;
+        for hit in Scan::new(value, &self.scan, ssn_bare) {
+            let (Some(before), Some(matched)) =
+                (value.get(copied..hit.start), value.get(hit.start..hit.end))
+            else {
+                continue;
+            };
+            let o = out.get_or_insert_with(|| String::with_capacity(value.len() + 16));
+            o.push_str(before);
+            self.write_detected(o, hit.detector, matched);
+            copied = hit.end;
+            count += 1;
+        }
+        match out {
+            None => (Cow::Borrowed(value), 0),
+            Some(mut o) => {
+                o.push_str(value.get(copied..).unwrap_or(""));
+                (Cow::Owned(o), count)
+            }
+        }
+    }
+
     fn field_rule(&self, field: &Field<'_>) -> Option<&FieldRule> {
         self.field_rules.iter().find(|r| r.matches(field))
     }
@@ -249,28 +278,23 @@ impl Masker for RuleMasker {
             return (Cow::Owned(out), 1);
         }
         let ssn_bare = self.ssn_bare || (set.contains(Detector::Ssn) && ssn_like_name(name));
-        let mut out: Option<String> = None;
-        let mut copied = 0usize;
-        let mut count = 0u32;
-        for hit in Scan::new(value, &self.scan, ssn_bare) {
-            let (Some(before), Some(matched)) =
-                (value.get(copied..hit.start), value.get(hit.start..hit.end))
-            else {
-                continue;
-            };
-            let o = out.get_or_insert_with(|| String::with_capacity(value.len() + 16));
-            o.push_str(before);
-            self.write_detected(o, hit.detector, matched);
-            copied = hit.end;
-            count += 1;
-        }
-        match out {
-            None => (Cow::Borrowed(value), 0),
-            Some(mut o) => {
-                o.push_str(value.get(copied..).unwrap_or(""));
-                (Cow::Owned(o), count)
+        let (first, mut count) = self.scan_once(value, ssn_bare);
+        let Cow::Owned(mut out) = first else {
+            return (first, 0);
+        };
+        // A replacement changes what its neighbours see ("x.com(555) 123-4567": the
+        // phone number only has a boundary once the address is masked), so masked output
+        // is scanned again until nothing changes: masking is idempotent.
+        for _ in 0..MAX_RESCANS {
+            match self.scan_once(&out, ssn_bare) {
+                (Cow::Borrowed(_), _) => break,
+                (Cow::Owned(next), n) => {
+                    out = next;
+                    count += n;
+                }
             }
         }
+        (Cow::Owned(out), count)
     }
 
     fn masks_field(&self, field: &Field<'_>) -> bool {

@@ -89,12 +89,20 @@ impl AnchorTable {
     fn class<const ALL: bool>(x: [u8; 7], on: [u8; 8]) -> u8 {
         let [pp, p, c, n1, n2, n3, n4] = x;
         let on = if ALL { [0xFF; 8] } else { on };
-        let [digit_on, at_on, colon6_on, aws_on, jwt_on, underscore_on, slack_on, pem_on] = on;
+        let [
+            digit_on,
+            at_on,
+            colon6_on,
+            aws_on,
+            jwt_on,
+            underscore_on,
+            slack_on,
+            pem_on,
+        ] = on;
         let d = |v: u8| is(v.wrapping_sub(b'0') < 10);
         let upper = |v: u8| is(v.wrapping_sub(b'A') < 26);
         // A separator inside a number followed by a digit: " 5", "-5", ".5".
-        let sep_digit =
-            |s: u8, v: u8| (is(s == b' ') | is(s.wrapping_sub(b'-') < 2)) & d(v);
+        let sep_digit = |s: u8, v: u8| (is(s == b' ') | is(s.wrapping_sub(b'-') < 2)) & d(v);
         // A digit starting a run (not after a digit or a lower-case letter) that can start
         // a sensitive number: four or more digits, or a short run followed by a separator
         // and a digit, or after `+`, `(` or two upper-case letters (an IBAN). "took 268ms",
@@ -249,9 +257,9 @@ pub(crate) fn run_end(bytes: &[u8], from: usize, max: usize, f: impl Fn(u8) -> b
 /// Start of the run of bytes satisfying `f` ending at `end`, at most `max` long.
 #[inline]
 pub(crate) fn run_start(bytes: &[u8], end: usize, max: usize, f: impl Fn(u8) -> bool) -> usize {
-    let n = bytes
-        .get(..end)
-        .map_or(0, |s| s.iter().rev().take(max).take_while(|&&b| f(b)).count());
+    let n = bytes.get(..end).map_or(0, |s| {
+        s.iter().rev().take(max).take_while(|&&b| f(b)).count()
+    });
     end - n
 }
 

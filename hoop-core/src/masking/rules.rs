@@ -52,9 +52,9 @@ impl FieldRule {
             return false;
         };
         match self.pattern.split_once('.') {
-            Some((tp, np)) => field
-                .table
-                .is_some_and(|t| glob_ci(tp.as_bytes(), t.as_bytes()) && glob_ci(np.as_bytes(), name.as_bytes())),
+            Some((tp, np)) => field.table.is_some_and(|t| {
+                glob_ci(tp.as_bytes(), t.as_bytes()) && glob_ci(np.as_bytes(), name.as_bytes())
+            }),
             None => glob_ci(self.pattern.as_bytes(), name.as_bytes()),
         }
     }
@@ -100,19 +100,25 @@ pub(crate) fn glob_ci(pattern: &[u8], text: &[u8]) -> bool {
             },
         }
     }
-    pattern.get(pi..).is_some_and(|rest| rest.iter().all(|&b| b == b'*'))
+    pattern
+        .get(pi..)
+        .is_some_and(|rest| rest.iter().all(|&b| b == b'*'))
 }
 
 /// Whether a field name reads like an SSN column (`ssn`, `customer_ssn`,
 /// `social_security_number`): nine bare digits then count as an SSN.
 pub(crate) fn ssn_like_name(name: &str) -> bool {
-    contains_ci(name.as_bytes(), b"ssn") || contains_ci(name.as_bytes(), b"socialsecurity")
+    contains_ci(name.as_bytes(), b"ssn")
+        || contains_ci(name.as_bytes(), b"socialsecurity")
         || contains_ci(name.as_bytes(), b"social_security")
 }
 
 fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len())
-        .any(|w| w.iter().zip(needle).all(|(a, b)| a.to_ascii_lowercase() == *b))
+    hay.windows(needle.len()).any(|w| {
+        w.iter()
+            .zip(needle)
+            .all(|(a, b)| a.to_ascii_lowercase() == *b)
+    })
 }
 
 #[cfg(test)]

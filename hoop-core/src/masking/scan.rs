@@ -89,7 +89,8 @@ impl<'t, 'c> Scan<'t, 'c> {
                     let run = run_end(bytes, i, 32, |b| b.is_ascii_digit());
                     let nb = at(bytes, run);
                     if run - i < 9
-                        && !(matches!(nb, b' ' | b'-' | b'.') && at(bytes, run + 1).is_ascii_digit())
+                        && !(matches!(nb, b' ' | b'-' | b'.')
+                            && at(bytes, run + 1).is_ascii_digit())
                     {
                         return Err(run);
                     }
@@ -105,7 +106,9 @@ impl<'t, 'c> Scan<'t, 'c> {
                 let (p, n) = (before(bytes, i), at(bytes, i + 1));
                 let hexcolon = |b: u8| b.is_ascii_hexdigit() || b == b':';
                 let mut v6 = None;
-                if set.contains(Detector::Ipv6) && (hexcolon(p) || hexcolon(n)) && i >= self.v6_rejected
+                if set.contains(Detector::Ipv6)
+                    && (hexcolon(p) || hexcolon(n))
+                    && i >= self.v6_rejected
                 {
                     match ipv6::detect(self.text, i, min) {
                         Ok(hit) => v6 = Some(hit),

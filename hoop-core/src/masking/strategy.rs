@@ -45,7 +45,9 @@ pub(crate) fn write_pseudonym(out: &mut String, label: &str, key: &hmac::Key, va
     out.push('_');
     for &b in tag.as_ref().iter().take(PSEUDO_HEX / 2) {
         for nibble in [b >> 4, b & 0x0f] {
-            out.push(char::from(HEX.get(usize::from(nibble)).copied().unwrap_or(b'0')));
+            out.push(char::from(
+                HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
         }
     }
 }
@@ -56,7 +58,9 @@ pub(crate) fn is_pseudonym(label: &str, value: &str) -> bool {
         .strip_prefix(label)
         .and_then(|r| r.strip_prefix('_'))
         .is_some_and(|h| {
-            h.len() == PSEUDO_HEX && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            h.len() == PSEUDO_HEX
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         })
 }
 
@@ -178,19 +182,37 @@ mod tests {
 
     #[test]
     fn partial_outputs() {
-        assert_eq!(partial(Detector::Email, "john@example.com"), "j***@example.com");
-        assert_eq!(partial(Detector::CreditCard, "4111 1111 1111 1111"), "**** **** **** 1111");
-        assert_eq!(partial(Detector::CreditCard, "4111111111111111"), "************1111");
+        assert_eq!(
+            partial(Detector::Email, "john@example.com"),
+            "j***@example.com"
+        );
+        assert_eq!(
+            partial(Detector::CreditCard, "4111 1111 1111 1111"),
+            "**** **** **** 1111"
+        );
+        assert_eq!(
+            partial(Detector::CreditCard, "4111111111111111"),
+            "************1111"
+        );
         assert_eq!(partial(Detector::Ssn, "123-45-6789"), "***-**-6789");
         assert_eq!(partial(Detector::Phone, "(555) 123-4567"), "(***) ***-4567");
-        assert_eq!(partial(Detector::Iban, "DE89 3704 0044 0532 0130 00"), "DE** **** **** **** **30 00");
+        assert_eq!(
+            partial(Detector::Iban, "DE89 3704 0044 0532 0130 00"),
+            "DE** **** **** **** **30 00"
+        );
         assert_eq!(partial(Detector::Ipv4, "10.1.2.3"), "10.*.*.*");
         assert_eq!(partial(Detector::Ipv6, "fe80::1"), "fe80:***");
         assert_eq!(partial(Detector::GithubToken, "ghp_abc"), "ghp_***");
         assert_eq!(partial(Detector::AwsKey, "wJalrXUtnFEMI"), "w***");
-        assert_eq!(partial(Detector::PrivateKey, "-----BEGIN"), "[REDACTED:PRIVATE_KEY]");
         assert_eq!(
-            partial(Detector::SlackToken, "https://hooks.slack.com/services/T0/B0/XX"),
+            partial(Detector::PrivateKey, "-----BEGIN"),
+            "[REDACTED:PRIVATE_KEY]"
+        );
+        assert_eq!(
+            partial(
+                Detector::SlackToken,
+                "https://hooks.slack.com/services/T0/B0/XX"
+            ),
             "https://hooks.slack.com/services/***"
         );
     }

@@ -34,15 +34,18 @@ pub fn card_iin_plausible(digits: &[u8]) -> bool {
     let (Some(a), Some(b)) = (it.next(), it.next()) else {
         return false;
     };
-    matches!(a, b'2'..=b'6') && !(a == b'3' && !matches!(b, b'0' | b'4'..=b'8'))
+    match a {
+        // Diners 30/36/38, Amex 34/37, JCB 35.
+        b'3' => matches!(b, b'0' | b'4'..=b'8'),
+        b'2' | b'4'..=b'6' => true,
+        _ => false,
+    }
 }
 
 /// Length of a valid IBAN for a country, for the common countries.
 pub fn iban_length(country: [u8; 2]) -> Option<usize> {
     let len = match &country {
-        b"AD" | b"CZ" | b"ES" | b"MD" | b"PK" | b"RO" | b"SA" | b"SE" | b"SK" | b"TN" | b"VG" => {
-            24
-        }
+        b"AD" | b"CZ" | b"ES" | b"MD" | b"PK" | b"RO" | b"SA" | b"SE" | b"SK" | b"TN" | b"VG" => 24,
         b"AE" | b"GI" | b"IL" => 23,
         b"AL" | b"AZ" | b"CY" | b"DO" | b"GT" | b"HU" | b"LB" | b"PL" => 28,
         b"AT" | b"BA" | b"EE" | b"KZ" | b"LT" | b"LU" | b"XK" => 20,

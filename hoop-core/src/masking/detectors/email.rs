@@ -33,9 +33,17 @@ pub(crate) fn detect(bytes: &[u8], a: usize, min_start: usize) -> Option<Hit> {
             break;
         }
         labels += 1;
-        let label = bytes.get(pos..label_end).unwrap_or(&[]);
-        if labels >= 2 && label.len() >= 2 && label.iter().all(u8::is_ascii_alphabetic) {
-            end = Some(label_end);
+        // The top-level domain: an alphabetic label, or the alphabetic start of a label
+        // cut by '-' ("example.com-----BEGIN ..."): the address ends there.
+        let alpha_end = run_end(bytes, pos, 63, |b| b.is_ascii_alphabetic());
+        if labels >= 2
+            && alpha_end - pos >= 2
+            && (alpha_end == label_end || at(bytes, alpha_end) == b'-')
+        {
+            end = Some(alpha_end);
+            if alpha_end < label_end {
+                break;
+            }
         }
         if at(bytes, label_end) == b'.' && is_label(at(bytes, label_end + 1)) {
             pos = label_end + 1;
@@ -44,7 +52,7 @@ pub(crate) fn detect(bytes: &[u8], a: usize, min_start: usize) -> Option<Hit> {
         }
     }
     let end = end?;
-    if is_label(at(bytes, end)) || at(bytes, end) == b'@' {
+    if at(bytes, end).is_ascii_alphanumeric() || at(bytes, end) == b'@' {
         return None;
     }
     Some(Hit::new(start, end, Detector::Email))
@@ -61,12 +69,16 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(find("mail john.doe@example.com."), Some("john.doe@example.com"));
+        assert_eq!(
+            find("mail john.doe@example.com."),
+            Some("john.doe@example.com")
+        );
         assert_eq!(find("<a+b@mail.co.uk>"), Some("a+b@mail.co.uk"));
         assert_eq!(find("j***@example.com"), None);
         assert_eq!(find("user@localhost"), None);
         assert_eq!(find("@example.com"), None);
         assert_eq!(find("a@b.c"), None);
         assert_eq!(find("x@1.2.3.4"), None);
+        assert_eq!(find("x@example.com-----BEGIN"), Some("x@example.com"));
     }
 }

@@ -59,7 +59,6 @@ impl Groups {
             }
         }
     }
-
 }
 
 /// The groups of a [`Groups`] from group `k` on, indexed from 0.
@@ -140,9 +139,10 @@ pub(crate) fn detect(
             return Ok(Hit::new(i - 2, end, Detector::Iban));
         }
     }
-    let first_ok = !is_word(prev)
-        // Part of a dotted run such as a version or a decimal number: "1.2.3", "3.14".
-        && !(matches!(prev, b'.' | b',') && before(bytes, i - 1).is_ascii_digit());
+    // Not inside a word, nor part of a dotted run such as a version or a decimal
+    // number ("1.2.3", "3.14").
+    let dotted = matches!(prev, b'.' | b',') && before(bytes, i - 1).is_ascii_digit();
+    let first_ok = !(is_word(prev) || dotted);
     if first_ok && o.set.contains(Detector::Phone) && i > min_start {
         let phone = match prev {
             b'+' if !is_word(before(bytes, i - 1)) => e164(bytes, i),
@@ -161,7 +161,12 @@ pub(crate) fn detect(
     }
     let mut all = Groups::EMPTY;
     all.fill(bytes, i);
-    let skip = all.end.get(all.n.saturating_sub(1)).copied().unwrap_or(0).max(i + 1);
+    let skip = all
+        .end
+        .get(all.n.saturating_sub(1))
+        .copied()
+        .unwrap_or(0)
+        .max(i + 1);
     for k in 0..all.n {
         if (k == 0 && !first_ok) || (k > 0 && all.sep.get(k) == Some(&b'.')) {
             continue;
@@ -173,7 +178,10 @@ pub(crate) fn detect(
         }
         let start = g.start();
         let found = [
-            (Detector::Ipv4, ipv4 as fn(&[u8], &View<'_>, bool) -> Option<usize>),
+            (
+                Detector::Ipv4,
+                ipv4 as fn(&[u8], &View<'_>, bool) -> Option<usize>,
+            ),
             (Detector::Ssn, ssn),
             (Detector::Phone, national_phone),
             (Detector::CreditCard, card),
@@ -294,7 +302,9 @@ fn e164(bytes: &[u8], i: usize) -> Option<usize> {
             best = Some(end);
         }
         // Up to two separators between groups: "+1 (555) 123-4567".
-        let seps = run_end(bytes, end, 3, |b| matches!(b, b' ' | b'-' | b'.' | b'(' | b')'));
+        let seps = run_end(bytes, end, 3, |b| {
+            matches!(b, b' ' | b'-' | b'.' | b'(' | b')')
+        });
         if seps == end || seps - end > 2 || !at(bytes, seps).is_ascii_digit() {
             break;
         }
@@ -410,7 +420,10 @@ mod tests {
 
     #[test]
     fn cards() {
-        assert_eq!(find("4111111111111111"), Some((0, 16, Detector::CreditCard)));
+        assert_eq!(
+            find("4111111111111111"),
+            Some((0, 16, Detector::CreditCard))
+        );
         assert_eq!(
             find("x 4111 1111 1111 1111 2024"),
             Some((2, 21, Detector::CreditCard))
@@ -423,7 +436,10 @@ mod tests {
 
     #[test]
     fn ibans() {
-        assert_eq!(find("DE89370400440532013000"), Some((0, 22, Detector::Iban)));
+        assert_eq!(
+            find("DE89370400440532013000"),
+            Some((0, 22, Detector::Iban))
+        );
         assert_eq!(
             find("iban: DE89 3704 0044 0532 0130 00."),
             Some((6, 33, Detector::Iban))
@@ -434,7 +450,10 @@ mod tests {
 
     #[test]
     fn phones_and_ips() {
-        assert_eq!(find("call 555-123-4567 now"), Some((5, 17, Detector::Phone)));
+        assert_eq!(
+            find("call 555-123-4567 now"),
+            Some((5, 17, Detector::Phone))
+        );
         assert_eq!(find("(555) 123-4567"), Some((0, 14, Detector::Phone)));
         assert_eq!(find("+1 (555) 123-4567"), Some((0, 17, Detector::Phone)));
         assert_eq!(find("+4915112345678"), Some((0, 14, Detector::Phone)));

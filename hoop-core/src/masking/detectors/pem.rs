@@ -7,7 +7,8 @@ use crate::masking::prefilter::{at, run_end, starts_with_at};
 /// Body characters: base64, whitespace and the header characters of encrypted keys
 /// (`Proc-Type: 4,ENCRYPTED`, `DEK-Info: AES-128-CBC,…`).
 fn is_body(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b':' | b',' | b'-' | b' ')
+    b.is_ascii_alphanumeric()
+        || matches!(b, b'+' | b'/' | b'=' | b':' | b',' | b'-' | b' ')
         || b.is_ascii_whitespace()
 }
 
@@ -19,7 +20,9 @@ pub(crate) fn detect(bytes: &[u8], d: usize, min_start: usize) -> Option<Hit> {
         return None;
     }
     let label_start = d + BEGIN.len();
-    let label_end = run_end(bytes, label_start, 64, |b| b.is_ascii_uppercase() || b == b' ');
+    let label_end = run_end(bytes, label_start, 64, |b| {
+        b.is_ascii_uppercase() || b == b' '
+    });
     let label = bytes.get(label_start..label_end)?;
     if !label.ends_with(b"PRIVATE KEY") || !starts_with_at(bytes, label_end, b"-----") {
         return None;

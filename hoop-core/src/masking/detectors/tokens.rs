@@ -143,7 +143,9 @@ pub(crate) fn slack_token(bytes: &[u8], d: usize, min_start: usize) -> Option<Hi
     {
         return None;
     }
-    let end = run_end(bytes, d + 1, 256, |b| b.is_ascii_alphanumeric() || b == b'-');
+    let end = run_end(bytes, d + 1, 256, |b| {
+        b.is_ascii_alphanumeric() || b == b'-'
+    });
     (end - (d + 1) >= 10 && !is_word(at(bytes, end)))
         .then(|| Hit::new(s, end, Detector::SlackToken))
 }
@@ -190,7 +192,10 @@ mod tests {
         let text = format!("Bearer {JWT} end");
         assert_eq!(first(&text, b'J', jwt), Some(JWT));
         assert_eq!(first("eyJub3RhIGp3dA.abc.def", b'J', jwt), None);
-        assert_eq!(first("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9", b'J', jwt), None);
+        assert_eq!(
+            first("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9", b'J', jwt),
+            None
+        );
     }
 
     #[test]
