@@ -412,6 +412,9 @@ fn piece() -> impl proptest::strategy::Strategy<Value = String> {
         Just("xoxb-123456789012-abcdefghijkl".to_owned()),
         Just(PEM.to_owned()),
         Just("[REDACTED:EMAIL]".to_owned()),
+        Just(" ".to_owned()),
+        Just("\n".to_owned()),
+        Just(", ".to_owned()),
         Just("secret_key=".to_owned()),
     ]
 }

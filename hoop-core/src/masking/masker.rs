@@ -16,7 +16,7 @@ use aws_lc_rs::hmac;
 use std::borrow::Cow;
 
 /// Extra passes over masked output (see [`RuleMasker::mask_counted`]).
-const MAX_RESCANS: usize = 3;
+const MAX_RESCANS: usize = 8;
 
 /// The built-in masker: field-name rules first, then the detectors over the value.
 ///
@@ -223,12 +223,16 @@ impl RuleMasker {
         }
     }
 
-    /// One pass of the detectors over `value`.
-    fn scan_once<'v>(&self, value: &'v str, ssn_bare: bool) -> (Cow<'v, str>, u32) {
+    /// One pass of the detectors over `value`: the output, the number of replacements,
+    /// and whether a replacement touches a non-blank byte on either side.
+    fn scan_once<'v>(&self, value: &'v str, ssn_bare: bool) -> (Cow<'v, str>, u32, bool) {
         let mut out: Option<String> = None;
         let mut copied = 0usize;
         let mut count = 0u32;
+        let mut touching = false;
+        let bytes = value.as_bytes();
         for hit in Scan::new(value, &self.scan, ssn_bare) {
+            touching |= touches(bytes, hit.start, hit.end);
             let (Some(before), Some(matched)) =
                 (value.get(copied..hit.start), value.get(hit.start..hit.end))
             else {
@@ -241,10 +245,10 @@ impl RuleMasker {
             count += 1;
         }
         match out {
-            None => (Cow::Borrowed(value), 0),
+            None => (Cow::Borrowed(value), 0, false),
             Some(mut o) => {
                 o.push_str(value.get(copied..).unwrap_or(""));
-                (Cow::Owned(o), count)
+                (Cow::Owned(o), count, touching)
             }
         }
     }
@@ -278,19 +282,24 @@ impl Masker for RuleMasker {
             return (Cow::Owned(out), 1);
         }
         let ssn_bare = self.ssn_bare || (set.contains(Detector::Ssn) && ssn_like_name(name));
-        let (first, mut count) = self.scan_once(value, ssn_bare);
+        let (first, mut count, mut touching) = self.scan_once(value, ssn_bare);
         let Cow::Owned(mut out) = first else {
             return (first, 0);
         };
         // A replacement changes what its neighbours see ("x.com(555) 123-4567": the
-        // phone number only has a boundary once the address is masked), so masked output
-        // is scanned again until nothing changes: masking is idempotent.
+        // phone number only has a boundary once the address is masked), so output with a
+        // replacement that touches a non-blank neighbour is scanned again until nothing
+        // changes: masking is idempotent. Blanks are a barrier for every detector.
         for _ in 0..MAX_RESCANS {
+            if !touching {
+                break;
+            }
             match self.scan_once(&out, ssn_bare) {
-                (Cow::Borrowed(_), _) => break,
-                (Cow::Owned(next), n) => {
+                (Cow::Borrowed(_), _, _) => break,
+                (Cow::Owned(next), n, t) => {
                     out = next;
                     count += n;
+                    touching = t;
                 }
             }
         }
@@ -304,4 +313,20 @@ impl Masker for RuleMasker {
     fn is_noop(&self) -> bool {
         self.field_rules.is_empty() && self.scan.set.is_empty()
     }
+}
+
+/// Whether replacing `start..end` can change what a detector sees next to it: a non-blank
+/// neighbour, or a number that continues across one or two separators (digit groups and
+/// phone numbers are parsed across `' '`, `-`, `.`, `(`, `)`).
+fn touches(bytes: &[u8], start: usize, end: usize) -> bool {
+    use super::prefilter::{at, run_end, run_start};
+    let blank = |b: u8| b == 0 || b.is_ascii_whitespace();
+    let sep = |b: u8| matches!(b, b' ' | b'-' | b'.' | b'(' | b')');
+    if !blank(super::prefilter::before(bytes, start)) || !blank(at(bytes, end)) {
+        return true;
+    }
+    let left = run_start(bytes, start, 2, sep);
+    let right = run_end(bytes, end, 2, sep);
+    (left > 0 && left < start && at(bytes, left - 1).is_ascii_digit())
+        || (right > end && at(bytes, right).is_ascii_digit())
 }

@@ -227,6 +227,17 @@ pub(crate) fn before(bytes: &[u8], i: usize) -> u8 {
     i.checked_sub(1).map_or(0, |p| at(bytes, p))
 }
 
+/// The byte before `i` as a later detection sees it: a previous match that ends at
+/// `min_start` will be replaced, so it counts as a boundary (a blank).
+#[inline(always)]
+pub(crate) fn before_at(bytes: &[u8], i: usize, min_start: usize) -> u8 {
+    if i == min_start && i > 0 {
+        b' '
+    } else {
+        before(bytes, i)
+    }
+}
+
 /// Letters, digits and `_`: a match must not continue into one of these.
 #[inline(always)]
 pub(crate) fn is_word(b: u8) -> bool {

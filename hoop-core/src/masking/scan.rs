@@ -25,6 +25,8 @@ pub(crate) struct Scan<'t, 'c> {
     /// The anchor mask of the block at `mask_base` (`usize::MAX`: none cached).
     mask: u128,
     mask_base: usize,
+    /// Look at `pos` whatever the prefilter says (a digit right after a match).
+    forced: bool,
 }
 
 impl<'t, 'c> Scan<'t, 'c> {
@@ -33,6 +35,9 @@ impl<'t, 'c> Scan<'t, 'c> {
     fn next_anchor(&mut self) -> Option<usize> {
         let bytes = self.text.as_bytes();
         let pos = self.pos;
+        if std::mem::take(&mut self.forced) {
+            return Some(pos);
+        }
         let mut base = pos;
         while base < 2 && base < bytes.len() {
             self.mask_base = usize::MAX;
@@ -70,6 +75,7 @@ impl<'t, 'c> Scan<'t, 'c> {
             v6_rejected: 0,
             mask: 0,
             mask_base: usize::MAX,
+            forced: false,
         }
     }
 
@@ -148,6 +154,10 @@ impl Iterator for Scan<'_, '_> {
                 Ok(hit) if hit.start >= self.min_start && hit.end > hit.start => {
                     self.pos = hit.end;
                     self.min_start = hit.end;
+                    // A digit right after a match is not an anchor for the prefilter when
+                    // the match ends in a letter, but the match will be replaced: look at
+                    // it as if it followed a boundary.
+                    self.forced = at(bytes, hit.end).is_ascii_digit();
                     return Some(hit);
                 }
                 Ok(_) => self.pos = i + 1,

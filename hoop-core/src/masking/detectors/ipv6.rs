@@ -3,7 +3,7 @@
 
 use super::Hit;
 use crate::masking::detector::Detector;
-use crate::masking::prefilter::{at, before, is_word, run_end, run_start};
+use crate::masking::prefilter::{at, before_at, is_word, run_end, run_start};
 use std::net::Ipv6Addr;
 
 fn is_v6(b: u8) -> bool {
@@ -14,13 +14,13 @@ fn is_v6(b: u8) -> bool {
 /// the rejected candidate (every colon before it gives the same candidate).
 pub(crate) fn detect(text: &str, c: usize, min_start: usize) -> Result<Hit, usize> {
     let bytes = text.as_bytes();
-    let start = run_start(bytes, c, 45, is_v6);
+    let start = run_start(bytes, c, 45, is_v6).max(min_start);
     let mut end = run_end(bytes, c, 46, is_v6);
     while end > c && at(bytes, end - 1) == b'.' {
         end -= 1;
     }
     let reject = Err(end.max(c + 1));
-    if start < min_start || is_word(before(bytes, start)) || is_word(at(bytes, end)) {
+    if is_word(before_at(bytes, start, min_start)) || is_word(at(bytes, end)) {
         return reject;
     }
     let Some(cand) = bytes.get(start..end) else {

@@ -2,7 +2,7 @@
 
 use super::Hit;
 use crate::masking::detector::{Detector, DetectorSet};
-use crate::masking::prefilter::{at, before, is_word, run_end};
+use crate::masking::prefilter::{at, before_at, is_word, run_end};
 use crate::masking::validate::{
     card_iin_plausible, iban_length, iban_mod97_valid, luhn_valid, ssn_valid,
 };
@@ -133,20 +133,20 @@ pub(crate) fn detect(
     o: NumericOpts,
     min_start: usize,
 ) -> Result<Hit, usize> {
-    let prev = before(bytes, i);
+    let prev = before_at(bytes, i, min_start);
     if o.set.contains(Detector::Iban) && i >= min_start + 2 && prev.is_ascii_uppercase() {
-        if let Some(end) = iban(bytes, i - 2) {
+        if let Some(end) = iban(bytes, i - 2, min_start) {
             return Ok(Hit::new(i - 2, end, Detector::Iban));
         }
     }
     // Not inside a word, nor part of a dotted run such as a version or a decimal
     // number ("1.2.3", "3.14").
-    let dotted = matches!(prev, b'.' | b',') && before(bytes, i - 1).is_ascii_digit();
+    let dotted = matches!(prev, b'.' | b',') && before_at(bytes, i - 1, min_start).is_ascii_digit();
     let first_ok = !(is_word(prev) || dotted);
     if first_ok && o.set.contains(Detector::Phone) && i > min_start {
         let phone = match prev {
-            b'+' if !is_word(before(bytes, i - 1)) => e164(bytes, i),
-            b'(' if !is_word(before(bytes, i - 1)) => paren_phone(bytes, i),
+            b'+' if !is_word(before_at(bytes, i - 1, min_start)) => e164(bytes, i),
+            b'(' if !is_word(before_at(bytes, i - 1, min_start)) => paren_phone(bytes, i),
             _ => None,
         };
         if let Some(end) = phone {
@@ -356,8 +356,8 @@ fn card(bytes: &[u8], g: &View<'_>, _: bool) -> Option<usize> {
 
 /// An IBAN starting at `s` (the country code), compact or in groups of four separated by
 /// single spaces. Returns the end.
-fn iban(bytes: &[u8], s: usize) -> Option<usize> {
-    if is_word(before(bytes, s)) {
+fn iban(bytes: &[u8], s: usize, min_start: usize) -> Option<usize> {
+    if is_word(before_at(bytes, s, min_start)) {
         return None;
     }
     let country = [at(bytes, s), at(bytes, s + 1)];
@@ -369,7 +369,8 @@ fn iban(bytes: &[u8], s: usize) -> Option<usize> {
     }
     let want = iban_length(country);
     let max = want.unwrap_or(34);
-    let spaced = at(bytes, s + 4) == b' ';
+    // The spaced form only for known countries: its length bounds the match.
+    let spaced = want.is_some() && at(bytes, s + 4) == b' ';
     let mut count = 0usize;
     let mut pos = s;
     let mut end = s;

@@ -2,7 +2,9 @@
 
 use super::Hit;
 use crate::masking::detector::Detector;
-use crate::masking::prefilter::{at, before, ends_with_at, is_word, run_end, starts_with_at};
+use crate::masking::prefilter::{
+    at, before, before_at, ends_with_at, is_word, run_end, starts_with_at,
+};
 use crate::masking::validate::jwt_header_valid;
 
 fn is_b64url(b: u8) -> bool {
@@ -20,7 +22,10 @@ fn is_upper_alnum(b: u8) -> bool {
 /// A JWT whose header segment starts with the `eyJ` ending at the `J` at `j`.
 pub(crate) fn jwt(bytes: &[u8], j: usize, min_start: usize) -> Option<Hit> {
     let s = j.checked_sub(2)?;
-    if s < min_start || !starts_with_at(bytes, s, b"eyJ") || is_b64url(before(bytes, s)) {
+    if s < min_start
+        || !starts_with_at(bytes, s, b"eyJ")
+        || is_b64url(before_at(bytes, s, min_start))
+    {
         return None;
     }
     let h_end = run_end(bytes, s, 4096, is_b64url);
@@ -43,7 +48,7 @@ pub(crate) fn aws_access_key(bytes: &[u8], i: usize, min_start: usize) -> Option
     let s = i.checked_sub(2)?;
     if s < min_start
         || !(starts_with_at(bytes, s, b"AKIA") || starts_with_at(bytes, s, b"ASIA"))
-        || is_word(before(bytes, s))
+        || is_word(before_at(bytes, s, min_start))
     {
         return None;
     }
@@ -112,7 +117,7 @@ pub(crate) fn github(bytes: &[u8], u: usize, min_start: usize) -> Option<Hit> {
         let s = u - 3;
         if starts_with_at(bytes, s, b"gh")
             && matches!(at(bytes, s + 2), b'p' | b'o' | b'u' | b's' | b'r')
-            && !is_word(before(bytes, s))
+            && !is_word(before_at(bytes, s, min_start))
         {
             let end = run_end(bytes, u + 1, 256, |b| b.is_ascii_alphanumeric());
             if end - (u + 1) >= 36 && !is_word(at(bytes, end)) {
@@ -123,7 +128,7 @@ pub(crate) fn github(bytes: &[u8], u: usize, min_start: usize) -> Option<Hit> {
     if u >= min_start + 6 && ends_with_at(bytes, u, b"github") && starts_with_at(bytes, u, b"_pat_")
     {
         let s = u - 6;
-        if !is_word(before(bytes, s)) {
+        if !is_word(before_at(bytes, s, min_start)) {
             let end = run_end(bytes, u + 5, 256, is_word);
             if end - (u + 5) >= 20 {
                 return Some(Hit::new(s, end, Detector::GithubToken));
@@ -139,7 +144,7 @@ pub(crate) fn slack_token(bytes: &[u8], d: usize, min_start: usize) -> Option<Hi
     if s < min_start
         || !starts_with_at(bytes, s, b"xox")
         || !matches!(at(bytes, s + 3), b'b' | b'p' | b'a' | b'r' | b's')
-        || is_word(before(bytes, s))
+        || is_word(before_at(bytes, s, min_start))
     {
         return None;
     }
@@ -163,7 +168,7 @@ pub(crate) fn slack_webhook(bytes: &[u8], sl: usize, min_start: usize) -> Option
             break;
         }
     }
-    if s < min_start || is_word(before(bytes, s)) {
+    if s < min_start || is_word(before_at(bytes, s, min_start)) {
         return None;
     }
     let path = sl + b"/services/".len();
