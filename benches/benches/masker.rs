@@ -371,16 +371,30 @@ fn criterion_benches(c: &mut Criterion, cases: &[Case], hoop: &RuleMasker, base:
     }
 }
 
-fn mb_per_s(bytes: usize, f: &mut dyn FnMut()) -> f64 {
+/// CPU time of this thread in nanoseconds (Linux `schedstat`), to report throughput that
+/// does not depend on how busy the machine is.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// (wall-clock MB/s, CPU-time MB/s) of `f` over `bytes`, for about two seconds.
+fn mb_per_s(bytes: usize, f: &mut dyn FnMut()) -> (f64, Option<f64>) {
     f();
     let mut iters = 0u32;
+    let cpu0 = thread_cpu_ns();
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(2) || iters < 3 {
         f();
         iters += 1;
     }
     let secs = start.elapsed().as_secs_f64();
-    (bytes as f64 * f64::from(iters)) / secs / 1e6
+    let total = bytes as f64 * f64::from(iters) / 1e6;
+    let cpu = match (cpu0, thread_cpu_ns()) {
+        (Some(a), Some(b)) if b > a => Some(total / ((b - a) as f64 / 1e9)),
+        _ => None,
+    };
+    (total / secs, cpu)
 }
 
 fn summary(cases: &[Case], hoop: &RuleMasker, base: &Baseline) {
@@ -391,21 +405,31 @@ fn summary(cases: &[Case], hoop: &RuleMasker, base: &Baseline) {
         let borrowed = matches!(out, Cow::Borrowed(_));
         let (_, base_n) = base.mask(&case.text);
         let t = &case.text;
-        let h = mb_per_s(t.len(), &mut || {
+        let (h, h_cpu) = mb_per_s(t.len(), &mut || {
             black_box(hoop.mask(&field, black_box(t)).len());
         });
-        let b = mb_per_s(t.len(), &mut || {
+        let (b, b_cpu) = mb_per_s(t.len(), &mut || {
             black_box(base.mask(black_box(t)).0.len());
         });
+        let cpu = match (h_cpu, b_cpu) {
+            (Some(hc), Some(bc)) => {
+                format!(
+                    "   [cpu time: hoop {hc:>7.1} MB/s, baseline {bc:>6.1} MB/s, ratio {:>5.1}x]",
+                    hc / bc
+                )
+            }
+            _ => String::new(),
+        };
         println!(
-            "{:<18} hoop {:>8.1} MB/s   regex baseline {:>7.1} MB/s   ratio {:>6.1}x   masked: hoop {} / baseline {}{}",
+            "{:<18} hoop {:>7.1} MB/s   regex baseline {:>6.1} MB/s   ratio {:>5.1}x   masked: hoop {} / baseline {}{}{}",
             case.name,
             h,
             b,
             h / b,
             hoop_n,
             base_n,
-            if borrowed { " (borrowed)" } else { "" }
+            if borrowed { " (borrowed)" } else { "" },
+            cpu
         );
     }
 }
