@@ -376,6 +376,32 @@ fn utf8_around_matches() {
     assert_eq!(out, "é************1111é — ü j***@example.com ü");
 }
 
+#[test]
+fn idempotent_on_glued_values() {
+    // Inputs where one replacement changes what its neighbour sees (found by proptest).
+    let cases = [
+        format!("john@example.com{PEM}"),
+        "john@example.com(555) 123-4567".to_owned(),
+        "+1 555 123 4567john@example.com".to_owned(),
+        "john@example.com(555) 123-4567(555) 123-4567(555) 123-4567(555) 123-4567".to_owned(),
+        format!("{JWT}.4111111111111111"),
+        "1.2.3.4.5 4111111111111111,555-123-4567".to_owned(),
+    ];
+    for strategy in [Strategy::Redact, Strategy::Partial, Strategy::KeyedHash] {
+        let m = all(strategy);
+        for c in &cases {
+            let once = m.mask(&Field::anonymous(), c).into_owned();
+            assert_ne!(&once, c, "{strategy:?}: nothing masked in {c:?}");
+            let twice = m.mask(&Field::anonymous(), &once);
+            assert_eq!(once, twice, "{strategy:?}: {c:?}");
+        }
+    }
+    assert_eq!(
+        redact("john@example.com(555) 123-4567(555) 123-4567"),
+        "[REDACTED:EMAIL][REDACTED:PHONE][REDACTED:PHONE]"
+    );
+}
+
 // ---- property tests ----
 
 fn luhn_card(body: &[u8]) -> String {
@@ -415,6 +441,12 @@ fn piece() -> impl proptest::strategy::Strategy<Value = String> {
         Just(" ".to_owned()),
         Just("\n".to_owned()),
         Just(", ".to_owned()),
+        Just(",".to_owned()),
+        Just(";".to_owned()),
+        Just("\"".to_owned()),
+        Just(".".to_owned()),
+        Just("*".to_owned()),
+        Just("[".to_owned()),
         Just("secret_key=".to_owned()),
     ]
 }

@@ -315,12 +315,38 @@ impl Masker for RuleMasker {
     }
 }
 
-/// Whether replacing `start..end` can change what a detector sees next to it: a non-blank
-/// neighbour, or a number that continues across one or two separators (digit groups and
-/// phone numbers are parsed across `' '`, `-`, `.`, `(`, `)`).
+/// Whether replacing `start..end` can change what a detector sees next to it: a
+/// neighbour that some detector parses or looks back across (letters, digits and
+/// `. - : / = + % _ @ ( )`), or a number that continues across one or two separators
+/// (digit groups and phone numbers are parsed across `' '`, `-`, `.`, `(`, `)`).
+/// Blanks and other punctuation are barriers: no detector looks across them further
+/// than the boundary check the scan already applies as if the match were replaced.
 fn touches(bytes: &[u8], start: usize, end: usize) -> bool {
     use super::prefilter::{at, run_end, run_start};
-    let blank = |b: u8| b == 0 || b.is_ascii_whitespace();
+    let blank = |b: u8| {
+        b == 0
+            || b.is_ascii_whitespace()
+            || matches!(
+                b,
+                b',' | b';'
+                    | b'!'
+                    | b'?'
+                    | b'"'
+                    | b'\''
+                    | b'<'
+                    | b'>'
+                    | b'['
+                    | b']'
+                    | b'{'
+                    | b'}'
+                    | b'|'
+                    | b'`'
+                    | b'&'
+                    | b'#'
+                    | b'~'
+                    | b'*'
+            )
+    };
     let sep = |b: u8| matches!(b, b' ' | b'-' | b'.' | b'(' | b')');
     if !blank(super::prefilter::before(bytes, start)) || !blank(at(bytes, end)) {
         return true;
