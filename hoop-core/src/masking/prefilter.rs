@@ -11,7 +11,7 @@
 //! | `I` after `K` or `S` | AWS access key ids (`AKIA`, `ASIA`) |
 //! | `J` after `y` | JWTs (`eyJ`) |
 //! | `_` | GitHub tokens (`ghp_`, `github_pat_`) |
-//! | `o` after `x` | Slack tokens (`xoxb-`) |
+//! | `-` two bytes after `x` | Slack tokens (`xoxb-`) |
 //! | `/` after `m` | Slack webhooks (`hooks.slack.com/services/`) |
 //! | `-` after `-` | PEM private keys (`-----BEGIN`) |
 //!
@@ -125,7 +125,7 @@ impl AnchorTable {
             | (aws_on & is(c == b'I') & (is(p == b'K') | is(p == b'S')))
             | (jwt_on & is(c == b'J') & is(p == b'y'))
             | (underscore_on & is(c == b'_'))
-            | (slack_on & ((is(c == b'o') & is(p == b'x')) | (is(c == b'/') & is(p == b'm'))))
+            | (slack_on & ((is(c == b'-') & is(pp == b'x')) | (is(c == b'/') & is(p == b'm'))))
             | (pem_on & is(c == b'-') & is(p == b'-'))
     }
 
@@ -147,6 +147,7 @@ impl AnchorTable {
         let w = bytes.get(base.checked_sub(2)?..base + BLOCK + 4)?;
         let lanes = |k: usize| -> Option<&Lanes> { w.get(k..)?.first_chunk() };
         let (pp, p, c) = (lanes(0)?, lanes(1)?, lanes(2)?);
+
         let (n1, n2, n3, n4) = (lanes(3)?, lanes(4)?, lanes(5)?, lanes(6)?);
         let mut cls = [0u8; BLOCK];
         for (j, o) in cls.iter_mut().enumerate() {

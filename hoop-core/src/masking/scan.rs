@@ -132,10 +132,9 @@ impl<'t, 'c> Scan<'t, 'c> {
             b'J' => tokens::jwt(bytes, i, min),
             b'_' => tokens::github(bytes, i, min),
             b'/' => tokens::slack_webhook(bytes, i, min),
-            // `o` after `x`: the `-` of `xoxb-` is three bytes on.
-            b'o' => tokens::slack_token(bytes, i + 3, min),
-            // `-` after `-`: a PEM block starts one byte back.
-            b'-' => pem::detect(bytes, i - 1, min),
+            // `-` after `-`: a PEM block starts one byte back; else the `-` of `xoxb-`.
+            b'-' if before(bytes, i) == b'-' => pem::detect(bytes, i - 1, min),
+            b'-' => tokens::slack_token(bytes, i, min),
             _ => None,
         };
         found.ok_or(i + 1)
