@@ -167,6 +167,12 @@ pub(crate) fn detect(
         .copied()
         .unwrap_or(0)
         .max(i + 1);
+    // Dates and times ("2024-01-15"): under nine digits and no dot (IPv4) is nothing.
+    let digits: usize = (0..all.n).map(|k| View::new(&all, 0).len(k)).sum();
+    let dotted_groups = all.sep.iter().take(all.n).any(|&s| s == b'.');
+    if digits < 9 && !dotted_groups {
+        return Err(skip);
+    }
     for k in 0..all.n {
         if (k == 0 && !first_ok) || (k > 0 && all.sep.get(k) == Some(&b'.')) {
             continue;
