@@ -5,6 +5,7 @@
 //! always UTF-8 character boundaries.
 
 pub(crate) mod email;
+mod groups;
 pub(crate) mod ipv6;
 pub(crate) mod numeric;
 pub(crate) mod pem;
