@@ -23,6 +23,9 @@ use super::detector::{Detector, DetectorSet};
 /// Bytes classified per step.
 pub(crate) const BLOCK: usize = 16;
 
+/// Values up to this length are classified at once from a padded copy.
+pub(crate) const SHORT: usize = 3 * BLOCK;
+
 type Lanes = [u8; BLOCK];
 
 /// Which anchors are on, as per-lane byte masks (0x00 or 0xFF) so classification is
@@ -169,6 +172,20 @@ impl AnchorTable {
         Some(u128::from_le_bytes(cls))
     }
 
+    /// Anchor masks of a short value (at most [`SHORT`] bytes), computed on a zero-padded
+    /// copy so that the whole value takes three SIMD blocks instead of a byte loop; byte
+    /// `j` of mask `k` is non-zero when `16 * k + j` is an anchor. Same classification as
+    /// [`is_anchor_at`](Self::is_anchor_at) (bytes outside the value count as 0).
+    pub(crate) fn short_masks(&self, bytes: &[u8]) -> Option<[u128; 3]> {
+        let mut buf = [0u8; SHORT + 2 + BLOCK];
+        buf.get_mut(2..2 + bytes.len())?.copy_from_slice(bytes);
+        let mut out = [0u128; 3];
+        for (k, m) in out.iter_mut().enumerate().take(bytes.len().div_ceil(BLOCK)) {
+            *m = self.block(&buf, 2 + k * BLOCK)?;
+        }
+        Some(out)
+    }
+
     /// Whether the single byte at `i` is an anchor (for the edges of the value).
     pub(crate) fn is_anchor_at(&self, bytes: &[u8], i: usize) -> bool {
         let b = |k: Option<usize>| k.map_or(0, |k| at(bytes, k));
@@ -286,6 +303,19 @@ mod tests {
         assert_eq!(t.next(b"hello world @ x", 0), Some(12));
         assert_eq!(t.next(b"hello world, this is @", 0), Some(21));
         assert_eq!(t.next(b"abc1 2-3", 0), Some(5));
+        // The padded short form agrees with the byte-wise classification.
+        for v in [
+            &b"x 4111 1111 @ a:b 12:30 AKIA eyJ --x"[..],
+            b"1",
+            b"",
+            b"ghp_ xoxb- m/",
+        ] {
+            let m = t.short_masks(v).unwrap();
+            for i in 0..SHORT {
+                let byte = ((m[i / 16] >> (8 * (i % 16))) & 0xff) != 0;
+                assert_eq!(byte, i < v.len() && t.is_anchor_at(v, i), "{i} in {v:?}");
+            }
+        }
         let s = b"took 268ms at 12:30 with 1 2 and status=200, ok";
         assert_eq!(t.next(s, 0), Some(16));
         assert_eq!(t.next(s, 17), Some(25));

@@ -2,7 +2,7 @@
 
 use super::detector::{Detector, DetectorSet};
 use super::detectors::{Hit, email, ipv6, numeric, pem, tokens};
-use super::prefilter::{AnchorTable, BLOCK, at, before, run_end};
+use super::prefilter::{AnchorTable, BLOCK, SHORT, at, before, run_end};
 
 /// What the scan looks for.
 #[derive(Clone, Debug)]
@@ -27,6 +27,8 @@ pub(crate) struct Scan<'t, 'c> {
     mask_base: usize,
     /// Look at `pos` whatever the prefilter says (a digit right after a match).
     forced: bool,
+    /// Anchor masks of a short value, all computed up front.
+    short: Option<[u128; 3]>,
 }
 
 impl<'t, 'c> Scan<'t, 'c> {
@@ -37,6 +39,21 @@ impl<'t, 'c> Scan<'t, 'c> {
         let pos = self.pos;
         if std::mem::take(&mut self.forced) {
             return Some(pos);
+        }
+        if let Some(masks) = &self.short {
+            // Short value: the masks of all its bytes are precomputed.
+            let mut k = pos / BLOCK;
+            let mut off = pos % BLOCK;
+            while let Some(&m) = masks.get(k) {
+                let m = m & (u128::MAX << (8 * off));
+                if m != 0 {
+                    let i = k * BLOCK + (m.trailing_zeros() / 8) as usize;
+                    return (i < bytes.len()).then_some(i);
+                }
+                k += 1;
+                off = 0;
+            }
+            return None;
         }
         let mut base = pos;
         while base < 2 && base < bytes.len() {
@@ -76,6 +93,11 @@ impl<'t, 'c> Scan<'t, 'c> {
             mask: 0,
             mask_base: usize::MAX,
             forced: false,
+            short: if text.len() <= SHORT {
+                cfg.anchors.short_masks(text.as_bytes())
+            } else {
+                None
+            },
         }
     }
 
