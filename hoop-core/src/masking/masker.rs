@@ -20,6 +20,16 @@ const MAX_RESCANS: usize = 8;
 
 /// The built-in masker: field-name rules first, then the detectors over the value.
 ///
+/// * A field rule (first match wins) replaces the whole value; [`Masker::masks_field`]
+///   says so up front, so an adapter can mask a typed column as a whole.
+/// * Otherwise the enabled detectors scan the value: a prefilter finds candidate anchors,
+///   the exact detector validates around each, and matches are replaced left to right.
+///   A value without matches comes back borrowed, without allocation.
+/// * Masking is idempotent: outputs are never detected again, a match counts as a
+///   boundary for its neighbours, and when a replacement touches a neighbour that it could
+///   change (`x@y.com(555) 123-4567`) the output is scanned again (at most 8 times).
+/// * [`Masker::mask_counted`] also returns the number of replacements.
+///
 /// ```
 /// use hoop_core::masking::{Detector, Field, Masker, RuleMasker, Strategy};
 /// let m = RuleMasker::builder()
@@ -265,7 +275,9 @@ impl Masker for RuleMasker {
 
     fn mask_counted<'v>(&self, field: &Field<'_>, value: &'v str) -> (Cow<'v, str>, u32) {
         if let Some(rule) = self.field_rule(field) {
-            return (self.mask_by_rule(rule, value), 1);
+            let out = self.mask_by_rule(rule, value);
+            let n = u32::from(matches!(out, Cow::Owned(_)));
+            return (out, n);
         }
         let set = self.scan.set;
         if set.is_empty() {
