@@ -104,17 +104,17 @@ impl AnchorTable {
         ] = on;
         let d = |v: u8| is(v.wrapping_sub(b'0') < 10);
         let upper = |v: u8| is(v.wrapping_sub(b'A') < 26);
-        // A separator inside a number followed by a digit: " 5", "-5", ".5".
-        let sep_digit = |s: u8, v: u8| (is(s == b' ') | is(s.wrapping_sub(b'-') < 2)) & d(v);
+        // A separator inside a number: ' ', '-' or '.' ('-' + 1 and '.' + 1 are 0x2E and
+        // 0x2F, equal once the low bit is dropped).
+        let sep = |s: u8| is(s == b' ') | is(s.wrapping_add(1) & 0xFE == 0x2E);
         // A digit starting a run (not after a digit or a lower-case letter) that can start
         // a sensitive number: four or more digits, or a short run followed by a separator
         // and a digit, or after `+`, `(` or two upper-case letters (an IBAN). "took 268ms",
         // "12:30:45" and "status=200" are not anchors.
+        // Runs of 4+ digits, or 1-3 digits then a separator and a digit:
+        // d1 d2 d3 | s1 d2 | d1 s2 d3 | d1 d2 s3 d4.
         let (d1, d2, d3) = (d(n1), d(n2), d(n3));
-        let shape = (d1 & d2 & d3)
-            | (!d1 & sep_digit(n1, n2))
-            | (d1 & !d2 & sep_digit(n2, n3))
-            | (d1 & d2 & !d3 & sep_digit(n3, n4));
+        let shape = (d2 & (sep(n1) | (d1 & (d3 | (sep(n3) & d(n4)))))) | (d1 & sep(n2) & d3);
         let special = is(p == b'+') | is(p == b'(') | (upper(p) & upper(pp));
         let digit = d(c) & !d(p) & !is(p.wrapping_sub(b'a') < 26) & (shape | special);
         let colon = is(c == b':');
