@@ -447,6 +447,15 @@ fn piece() -> impl proptest::strategy::Strategy<Value = String> {
         Just(".".to_owned()),
         Just("*".to_owned()),
         Just("[".to_owned()),
+        Just(" (".to_owned()),
+        Just(") ".to_owned()),
+        Just(". ".to_owned()),
+        Just(": ".to_owned()),
+        Just(" @".to_owned()),
+        Just(" =".to_owned()),
+        Just(" :".to_owned()),
+        Just("fe80::1".to_owned()),
+        Just("a1@b.co".to_owned()),
         Just("secret_key=".to_owned()),
     ]
 }

@@ -242,7 +242,6 @@ impl RuleMasker {
         let mut touching = false;
         let bytes = value.as_bytes();
         for hit in Scan::new(value, &self.scan, ssn_bare) {
-            touching |= touches(bytes, hit.start, hit.end);
             let (Some(before), Some(matched)) =
                 (value.get(copied..hit.start), value.get(hit.start..hit.end))
             else {
@@ -250,7 +249,14 @@ impl RuleMasker {
             };
             let o = out.get_or_insert_with(|| String::with_capacity(value.len() + 16));
             o.push_str(before);
+            let from = o.len();
             self.write_detected(o, hit.detector, matched);
+            if !touching {
+                let written = o.get(from..).unwrap_or("").as_bytes();
+                let first = written.first().copied().unwrap_or(0);
+                let last = written.last().copied().unwrap_or(0);
+                touching = touches(bytes, hit.start, hit.end, first, last);
+            }
             copied = hit.end;
             count += 1;
         }
@@ -327,15 +333,20 @@ impl Masker for RuleMasker {
     }
 }
 
-/// Whether replacing `start..end` can change what a detector sees next to it: a
-/// neighbour that some detector parses or looks back across (letters, digits and
-/// `. - : / = + % _ @ ( )`), or a number that continues across one or two separators
-/// (digit groups and phone numbers are parsed across `' '`, `-`, `.`, `(`, `)`).
-/// Blanks and other punctuation are barriers: no detector looks across them further
-/// than the boundary check the scan already applies as if the match were replaced.
-fn touches(bytes: &[u8], start: usize, end: usize) -> bool {
-    use super::prefilter::{at, run_end, run_start};
-    let blank = |b: u8| {
+/// Whether replacing `start..end` (by output starting with byte `first` and ending with
+/// `last`) can change what a detector sees next to it, so the output must be scanned
+/// again:
+///
+/// * a neighbour that some detector parses or looks back across (letters, digits,
+///   `. - : / = + % _ @ ( )`), unless a blank follows it on the right or precedes it on
+///   the left: blanks and other punctuation are barriers, and the scan already treats a
+///   match as a boundary for the match right after it;
+/// * output that starts (ends) with a digit next to a number across one or two
+///   separators (digit groups and phone numbers are parsed across `' '`, `-`, `.`, `(`,
+///   `)`): the number's groups change.
+fn touches(bytes: &[u8], start: usize, end: usize, first: u8, last: u8) -> bool {
+    use super::prefilter::{at, before, run_end, run_start};
+    let barrier = |b: u8| {
         b == 0
             || b.is_ascii_whitespace()
             || matches!(
@@ -359,12 +370,17 @@ fn touches(bytes: &[u8], start: usize, end: usize) -> bool {
                     | b'*'
             )
     };
-    let sep = |b: u8| matches!(b, b' ' | b'-' | b'.' | b'(' | b')');
-    if !blank(super::prefilter::before(bytes, start)) || !blank(at(bytes, end)) {
+    let blank = |b: u8| b == 0 || b.is_ascii_whitespace();
+    let left_b = before(bytes, start);
+    let right_b = at(bytes, end);
+    let left_open = !(barrier(left_b) || blank(before(bytes, start.saturating_sub(1))));
+    let right_open = !(barrier(right_b) || blank(at(bytes, end + 1)));
+    if left_open || right_open {
         return true;
     }
+    let sep = |b: u8| matches!(b, b' ' | b'-' | b'.' | b'(' | b')');
     let left = run_start(bytes, start, 2, sep);
     let right = run_end(bytes, end, 2, sep);
-    (left > 0 && left < start && at(bytes, left - 1).is_ascii_digit())
-        || (right > end && at(bytes, right).is_ascii_digit())
+    (first.is_ascii_digit() && left > 0 && left < start && at(bytes, left - 1).is_ascii_digit())
+        || (last.is_ascii_digit() && right > end && at(bytes, right).is_ascii_digit())
 }
