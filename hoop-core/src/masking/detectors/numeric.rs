@@ -196,7 +196,9 @@ fn e164(bytes: &[u8], i: usize) -> Option<usize> {
         if digits > 15 {
             break;
         }
-        if digits >= 8 && ends_clean(bytes, end) {
+        // Not cut inside a dotted or dashed number ("… 10.0.0.1", "… 2024-01-15").
+        let cut = matches!(at(bytes, end), b'.' | b'-') && at(bytes, end + 1).is_ascii_digit();
+        if digits >= 8 && ends_clean(bytes, end) && !cut {
             best = Some(end);
         }
         // Up to two separators between groups: "+1 (555) 123-4567".
@@ -204,6 +206,11 @@ fn e164(bytes: &[u8], i: usize) -> Option<usize> {
             matches!(b, b' ' | b'-' | b'.' | b'(' | b')')
         });
         if seps == end || seps - end > 2 || !at(bytes, seps).is_ascii_digit() {
+            break;
+        }
+        // A complete-looking number does not run on across a plain space into the next
+        // one ("+1 (555) 123-4567 2024").
+        if digits >= 10 && bytes.get(end..seps) == Some(b" ") {
             break;
         }
         pos = seps;
@@ -356,6 +363,11 @@ mod tests {
         assert_eq!(find("(555) 123-4567"), Some((0, 14, Detector::Phone)));
         assert_eq!(find("+1 (555) 123-4567"), Some((0, 17, Detector::Phone)));
         assert_eq!(find("+4915112345678"), Some((0, 14, Detector::Phone)));
+        assert_eq!(
+            find("+1 (555) 787-8056 10.1.2.3"),
+            Some((0, 17, Detector::Phone))
+        );
+        assert_eq!(find("+33 6 12 34 56 78"), Some((0, 17, Detector::Phone)));
         assert_eq!(find("2024-01-15"), None);
         assert_eq!(find("10.0.0.1"), Some((0, 8, Detector::Ipv4)));
         assert_eq!(find("1.2.3.4.5"), None);
