@@ -583,6 +583,33 @@ fn main() {
         println!("{n}");
         return;
     }
+    // `--adversarial`: throughput on inputs built to hit the detectors' worst cases.
+    if args.iter().any(|a| a == "--adversarial") {
+        let inputs: [(&str, String); 9] = [
+            ("at_signs", "a@".repeat(SIZE / 2)),
+            ("eyJ", "eyJ".repeat(SIZE / 3)),
+            ("digits_spaced", "1 ".repeat(SIZE / 2)),
+            ("digits_run", "7".repeat(SIZE)),
+            ("dotted", "1.".repeat(SIZE / 2)),
+            ("colons", "a:".repeat(SIZE / 2)),
+            ("dashes", "-".repeat(SIZE)),
+            (
+                "begin_no_end",
+                "-----BEGIN PRIVATE KEY-----\n".repeat(SIZE / 28),
+            ),
+            ("glued_phones", "(555) 123-4567".repeat(SIZE / 14)),
+        ];
+        for (name, t) in &inputs {
+            let (h, cpu) = mb_per_s(t.len(), &mut || {
+                black_box(hoop.mask(&Field::anonymous(), black_box(t)).len());
+            });
+            println!(
+                "{name:<14} {h:>8.1} MB/s (cpu {:>8.1} MB/s)",
+                cpu.unwrap_or(0.0)
+            );
+        }
+        return;
+    }
     if args.iter().any(|a| a == "--profile-fields") {
         let mut n = 0usize;
         for _ in 0..50 {
