@@ -256,22 +256,7 @@ async fn cancel_request_reaches_the_right_backend() {
     let gw = Gateway::start(Setup::default()).await;
     let c = connect(&gw, BOB).await;
     let token = c.cancel_token();
-    let tls = {
-        let mut roots = rustls::RootCertStore::empty();
-        let pem = std::fs::read(&gw.ca_path).unwrap();
-        use rustls_pki_types::pem::PemObject;
-        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        tokio_postgres_rustls::MakeRustlsConnect::new(config)
-    };
+    let tls = common::tls_connector(&gw);
     let canceller = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(500)).await;
         token.cancel_query(tls).await
@@ -529,24 +514,8 @@ async fn notifications_pass_through() {
     let gw = Gateway::start(Setup::default()).await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let listener = {
-        let mut roots = rustls::RootCertStore::empty();
-        let pem = std::fs::read(&gw.ca_path).unwrap();
-        use rustls_pki_types::pem::PemObject;
-        for c in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
-        let conn_str = format!(
-            "host=127.0.0.1 port={} user=x dbname=appdb password={BOB} sslmode=require",
-            gw.addr.port()
-        );
+        let tls = common::tls_connector(&gw);
+        let conn_str = common::tokio_conn_string(&gw, BOB);
         let (client, conn) = tokio_postgres::connect(&conn_str, tls).await.unwrap();
         tokio::spawn(async move {
             let mut conn = std::pin::pin!(conn);
