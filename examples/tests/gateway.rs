@@ -115,6 +115,14 @@ actions = ["ddl", "destructive"]
 decision = "review"
 reason = "needs a second pair of eyes"
 
+[masking]
+[[masking.detectors]]
+detector = "email"
+strategy = "partial"
+[[masking.field_rules]]
+pattern = "card"
+label = "CARD"
+
 [recording]
 fail_closed = true
 
@@ -306,7 +314,20 @@ async fn operator_flow_with_psql_and_curl() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("@example.com"));
+    let rows = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        rows.contains("a***@example.com"),
+        "masked partially: {rows}"
+    );
+    assert!(!rows.contains("alice@example.com"), "{rows}");
+    let c = conn.clone();
+    let out = blocking(move || psql(&c, "SELECT id, card FROM customers ORDER BY id", true)).await;
+    let rows = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && rows.contains("[REDACTED:CARD]"),
+        "{rows}"
+    );
+    assert!(!rows.contains("4111"), "{rows}");
 
     // Unauthenticated admin calls are refused; health needs nothing.
     let (code, _) = admin(&env, "wrong-token", "GET", "/v1/reviews", None).await;
@@ -452,6 +473,7 @@ async fn operator_flow_with_psql_and_curl() {
         "{m}"
     );
     assert!(m.contains("hoop_sessions_live "), "{m}");
+    assert!(metric(&m, "hoop_masked_values_total") >= 4, "{m}");
     assert!(
         m.contains("hoop_upstream_tls_refusals_total{reason=\""),
         "{m}"

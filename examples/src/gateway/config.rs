@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
+use hoop_core::masking::{MaskingConfig, MaskingConfigError, RuleMasker};
 use hoop_core::policy::PolicyConfig;
 use serde::Deserialize;
 
@@ -51,6 +52,10 @@ pub struct Config {
     /// `[policy]` with `[[policy.rules]]`; absent: the built-in default policy.
     #[serde(default)]
     pub policy: Option<PolicyConfig>,
+    /// `[masking]` with `[[masking.detectors]]` and `[[masking.field_rules]]`
+    /// (`hoop_core::masking::MaskingConfig`); absent: nothing is masked.
+    #[serde(default)]
+    pub masking: Option<MaskingConfig>,
     /// `[recording]`.
     #[serde(default)]
     pub recording: RecordingSection,
@@ -394,6 +399,9 @@ impl Config {
                 )
             })?;
         }
+        if let Some(m) = &self.masking {
+            RuleMasker::from_config(m).map_err(masking_error)?;
+        }
         let a = &self.approvals;
         if a.hold_seconds == Some(0) {
             return Err(ConfigError::new(
@@ -561,6 +569,17 @@ impl Config {
     }
 }
 
+/// A masking configuration error, keyed; never shows the HMAC key.
+pub fn masking_error(e: MaskingConfigError) -> ConfigError {
+    let key = match &e {
+        MaskingConfigError::MissingHmacKey | MaskingConfigError::HmacKeyTooShort(_) => {
+            "masking.hmac_key"
+        }
+        _ => "masking.field_rules",
+    };
+    ConfigError::new(key, e.to_string())
+}
+
 fn check_server_tls(key: &str, t: &ServerTlsSection) -> Result<(), ConfigError> {
     match (&t.cert, &t.key) {
         (Some(c), Some(k)) => {
@@ -680,6 +699,18 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e.key, "resources[0].listener", "{e}");
+    }
+
+    #[test]
+    fn masking_errors_name_the_key_without_the_secret() {
+        let e = parse(
+            "[masking]\nhmac_key = \"short-secret\"\n[[masking.detectors]]\ndetector = \"email\"\nstrategy = \"keyed_hash\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "masking.hmac_key", "{e}");
+        assert!(!e.to_string().contains("short-secret"), "{e}");
+        let e = parse("[[masking.detectors]]\ndetector = \"emial\"\n").unwrap_err();
+        assert!(e.key.starts_with("masking.detectors"), "{e}");
     }
 
     #[test]

@@ -95,6 +95,8 @@ pub struct GatewayInfo {
     pub recordings: PathBuf,
     /// A description of the policy in force.
     pub policy: String,
+    /// A description of the masking in force.
+    pub masking: String,
     /// Warnings worth showing at start (plaintext targets, missing secrets).
     pub warnings: Vec<String>,
 }

@@ -13,7 +13,7 @@ use hoop_core::auth::{
     StaticToken, StaticTokenAuthenticator, generate_token,
 };
 use hoop_core::http_client::HttpsClient;
-use hoop_core::masking::NoMasking;
+use hoop_core::masking::{Masker, NoMasking, RuleMasker};
 use hoop_core::policy::{ActionMatch, Rule, RulePolicy};
 use hoop_core::recording::{JsonlRecorder, WriterConfig};
 use hoop_core::sequence::UpstreamSecurity;
@@ -263,7 +263,21 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
     let mut services = Services::new(Arc::new(chain));
     let swappable = Arc::new(SwappablePolicy::new(policy));
     services.policy = Arc::new(CountingPolicy::new(swappable.clone(), metrics.clone()));
-    services.masker = Arc::new(CountingMasker::new(Arc::new(NoMasking), metrics.clone()));
+    let masker: Arc<dyn Masker> = match &config.masking {
+        Some(m) => {
+            info.masking = format!(
+                "{} detector(s), {} field rule(s)",
+                m.detectors.len(),
+                m.field_rules.len()
+            );
+            Arc::new(RuleMasker::from_config(m).map_err(super::config::masking_error)?)
+        }
+        None => {
+            info.masking = String::from("off (no [masking] section)");
+            Arc::new(NoMasking)
+        }
+    };
+    services.masker = Arc::new(CountingMasker::new(masker, metrics.clone()));
     services.recorder = Arc::new(ObservingRecorder::new(Arc::new(recorder), metrics.clone()));
     services.approvals = Arc::new(gate.clone());
     services.approval_hold = Duration::from_secs(ap.hold_seconds.unwrap_or(300));
@@ -568,6 +582,7 @@ pub(crate) fn banner(info: &GatewayInfo) -> String {
     }
     let _ = writeln!(o, "  recordings: {}", info.recordings.display());
     let _ = writeln!(o, "  policy: {}", info.policy);
+    let _ = writeln!(o, "  masking: {}", info.masking);
     if let Some(t) = &info.tokens_file {
         let _ = writeln!(o, "  user tokens (hashes only): {}", t.display());
     }
