@@ -228,6 +228,13 @@ async fn webhook_server(
     (addr, ca_path, rx)
 }
 
+/// `target/<profile>/examples/<name>` next to this test binary (`target/<profile>/deps/`).
+fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    profile_dir.join("examples").join(name)
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
 }
@@ -530,7 +537,31 @@ async fn operator_flow_with_psql_and_curl() {
         broken.contains("BROKEN") && broken.contains("line "),
         "{broken}"
     );
-    let _ = (path, env.pg_port);
+    let replay_bin = example_binary("replay");
+    if replay_bin.is_file() {
+        let ok = Command::new(&replay_bin)
+            .arg("--verify")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(ok.status.code(), Some(0));
+        assert!(String::from_utf8_lossy(&ok.stdout).starts_with("OK: "));
+        let bad = Command::new(&replay_bin)
+            .arg("--verify")
+            .arg(&edited)
+            .output()
+            .unwrap();
+        assert_eq!(bad.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&bad.stdout).contains("line "));
+        let shown = Command::new(&replay_bin).arg(&path).output().unwrap();
+        assert!(String::from_utf8_lossy(&shown.stdout).contains("DROP TABLE t"));
+    } else {
+        eprintln!(
+            "note: {} not built; replay binary check skipped",
+            replay_bin.display()
+        );
+    }
+    let _ = env.pg_port;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -630,7 +661,7 @@ fn broken_config_exits_2_with_its_message() {
     let want = "config error: listeners[0].bind: invalid socket address \"x\"";
     assert_eq!(config::load(&bad).unwrap_err().to_string(), want);
 
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/examples/gateway");
+    let bin = example_binary("gateway");
     if !bin.is_file() {
         eprintln!(
             "note: {} not built (cargo build -p hoop-examples --examples); binary check skipped",
@@ -667,7 +698,7 @@ fn broken_config_exits_2_with_its_message() {
 #[test]
 fn binary_reloads_on_sighup_and_drains_on_sigterm() {
     use std::io::{BufRead, BufReader};
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/examples/gateway");
+    let bin = example_binary("gateway");
     if !bin.is_file() {
         eprintln!("note: {} not built; skipped", bin.display());
         return;
