@@ -724,11 +724,15 @@ fn binary_reloads_on_sighup_and_drains_on_sigterm() {
         .unwrap();
     let pid = child.id().to_string();
     let mut admin = None;
+    let mut tokens = Vec::new();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(a) = line.trim().strip_prefix("admin API: https://") {
             admin = Some(a.to_owned());
+        }
+        if line.contains("token (shown once") {
+            tokens.push(line.rsplit(' ').next().unwrap().to_owned());
         }
         if line.starts_with("Try:") {
             break;
@@ -773,6 +777,11 @@ fn binary_reloads_on_sighup_and_drains_on_sigterm() {
     assert_eq!(status.code(), Some(0));
     let text = wait_log("stopped:");
     assert!(text.contains("SIGTERM received"), "{text}");
+    assert_eq!(tokens.len(), 2, "demo and admin tokens are shown once");
+    for t in &tokens {
+        assert!(t.starts_with("hoop_"));
+        assert!(!text.contains(t.as_str()), "a token reached the log");
+    }
 }
 
 /// With `admin.tls.client_ca`, callers are identified by their client certificate.
