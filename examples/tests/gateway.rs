@@ -420,7 +420,17 @@ async fn operator_flow_with_psql_and_curl() {
     );
     assert_eq!(kept.trim(), "1");
 
-    // A session ended from the admin API.
+    // A session ended from the admin API (once the earlier sessions have left the list).
+    let start = Instant::now();
+    loop {
+        let (_, body) = admin(&env, OPS, "GET", "/v1/sessions", None).await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if v["live"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let c = conn.clone();
     let long = tokio::task::spawn_blocking(move || psql(&c, "SELECT pg_sleep(60)", true));
     let start = Instant::now();
@@ -574,9 +584,17 @@ async fn recording_is_served_by_the_admin_api() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (_, body) = admin(&env, OPS, "GET", "/v1/sessions", None).await;
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let id = v["recent"][0]["id"].as_str().unwrap().to_owned();
+    // psql may exit before the gateway has moved the session to the recent list.
+    let start = Instant::now();
+    let id = loop {
+        let (_, body) = admin(&env, OPS, "GET", "/v1/sessions", None).await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if let Some(id) = v["recent"][0]["id"].as_str() {
+            break id.to_owned();
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     // The recording is complete once the session's end is written; poll briefly.
     let start = Instant::now();
     loop {
