@@ -79,6 +79,8 @@ pub struct GatewayInfo {
     /// The development CA (when a listener or the admin API uses the development
     /// certificate), and whether it was created now.
     pub dev_ca: Option<(PathBuf, bool)>,
+    /// The development gateway certificate and key, when used.
+    pub dev_cert: Option<(PathBuf, PathBuf)>,
     /// Listeners: name, protocol, bound address, resource names.
     pub listeners: Vec<(String, String, SocketAddr, Vec<String>)>,
     /// The admin API address.

@@ -338,6 +338,7 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
         if l.tls.as_ref().is_none_or(|t| t.cert.is_none()) {
             let p = pki.get()?;
             info.dev_ca = Some((p.ca_cert.clone(), p.created));
+            info.dev_cert = Some((p.cert.clone(), p.key.clone()));
         }
         let tls = pki.server_tls(&key, l.tls.as_ref(), alpn)?;
         tls_endpoints.push((format!("listener {}", l.name), tls.clone()));
@@ -415,6 +416,7 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
         if ad.tls.as_ref().is_none_or(|t| t.cert.is_none()) {
             let p = pki.get()?;
             info.dev_ca = Some((p.ca_cert.clone(), p.created));
+            info.dev_cert = Some((p.cert.clone(), p.key.clone()));
         }
         let tls = pki.server_tls("admin", ad.tls.as_ref(), vec![b"http/1.1".to_vec()])?;
         tls_endpoints.push(("admin API".to_owned(), tls.clone()));
@@ -567,6 +569,14 @@ pub(crate) fn banner(info: &GatewayInfo) -> String {
             "  development CA: {} ({}) - clients verify the gateway with it",
             ca.display(),
             if *created { "created now" } else { "existing" }
+        );
+    }
+    if let Some((cert, key)) = &info.dev_cert {
+        let _ = writeln!(
+            o,
+            "  development gateway certificate: {} (key {}; for localhost, 127.0.0.1, ::1)",
+            cert.display(),
+            key.display()
         );
     }
     for (name, protocol, addr, res) in &info.listeners {
