@@ -257,6 +257,10 @@ fn curl(ca: &Path, token: &str, method: &str, url: &str, body: Option<&str>) -> 
         .args(["-H", &format!("Authorization: Bearer {token}")]);
     if let Some(b) = body {
         c.args(["-H", "Content-Type: application/json", "-d", b]);
+        if b.len() > 1024 {
+            // Wait for the server's go-ahead, so a refusal is read, not a broken pipe.
+            c.args(["-H", "Expect: 100-continue"]);
+        }
     }
     let out = c.arg(url).output().unwrap();
     assert!(
@@ -658,6 +662,49 @@ async fn defaults_make_pki_tokens_and_answer_no_resource() {
     let (code, body) = blocking(move || curl(&ca2, &admin_token, "GET", &url, None)).await;
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"user\": \"demo\""), "{body}");
+    // Bad requests get clear answers, never a crash.
+    let base = format!("https://{}", gw.admin_addr().unwrap());
+    let (ca3, tok) = (ca.clone(), info.admin_token.clone().unwrap());
+    let codes = blocking(move || {
+        let big = format!("{{\"reason\":\"{}\"}}", "x".repeat(100_000));
+        [
+            curl(
+                &ca3,
+                &tok,
+                "POST",
+                &format!("{base}/v1/reviews/r-x/approve"),
+                Some(&big),
+            )
+            .0,
+            curl(
+                &ca3,
+                &tok,
+                "POST",
+                &format!("{base}/v1/reviews/r-x/approve"),
+                Some("not json"),
+            )
+            .0,
+            curl(
+                &ca3,
+                &tok,
+                "POST",
+                &format!("{base}/v1/reviews/r-x/reject"),
+                None,
+            )
+            .0,
+            curl(&ca3, &tok, "GET", &format!("{base}/v1/nothing"), None).0,
+            curl(
+                &ca3,
+                &tok,
+                "DELETE",
+                &format!("{base}/v1/sessions/0000000000000000-1"),
+                None,
+            )
+            .0,
+        ]
+    })
+    .await;
+    assert_eq!(codes, [413, 400, 404, 404, 404]);
     assert!(gw.reload_certificates().is_empty());
     gw.shutdown(Duration::from_secs(5)).await;
 

@@ -274,6 +274,16 @@ async fn handle(
 }
 
 async fn read_reason(req: Request<Incoming>) -> Result<Option<String>, Resp> {
+    // Refuse a declared oversized body before reading it (a client that sent
+    // `Expect: 100-continue` then never sends it).
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"));
+    }
     let body = Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
