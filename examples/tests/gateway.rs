@@ -657,6 +657,30 @@ async fn defaults_make_pki_tokens_and_answer_no_resource() {
         "{stderr}"
     );
 
+    // Token rotation without restart: the new token works, the removed one does not.
+    let port = gw.listener_addr("pg").unwrap().port();
+    let fresh = "fresh-token-0123456789abcdef";
+    std::fs::write(
+        dir.path().join("tokens"),
+        format!("erin::{}\n", hash_token(fresh)),
+    )
+    .unwrap();
+    assert_eq!(gw.reload_tokens().unwrap(), 1);
+    let ca4 = ca.clone();
+    let (with_new, with_old) = blocking(move || {
+        let c = |t: &str| {
+            format!(
+                "host=localhost port={port} dbname=anything user=x password={t} sslmode=verify-full sslrootcert={}",
+                ca4.display()
+            )
+        };
+        (psql(&c(fresh), "SELECT 1", true), psql(&c(&demo), "SELECT 1", true))
+    })
+    .await;
+    assert!(String::from_utf8_lossy(&with_new.stderr).contains("no resource named"));
+    let old_err = String::from_utf8_lossy(&with_old.stderr);
+    assert!(!old_err.contains("no resource named"), "{old_err}");
+
     let url = format!("https://{}/v1/sessions", gw.admin_addr().unwrap());
     let ca2 = ca.clone();
     let (code, body) = blocking(move || curl(&ca2, &admin_token, "GET", &url, None)).await;
@@ -831,6 +855,7 @@ fn binary_reloads_on_sighup_and_drains_on_sigterm() {
     );
     wait_log("certificates reloaded");
     wait_log("policy reloaded");
+    wait_log("static tokens reloaded");
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])

@@ -318,41 +318,6 @@ impl Policy for CountingPolicy {
     }
 }
 
-/// A policy that can be replaced while the gateway runs (SIGHUP): each decision uses
-/// the policy in force when it starts.
-pub struct SwappablePolicy {
-    current: std::sync::RwLock<Arc<dyn Policy>>,
-}
-
-impl SwappablePolicy {
-    /// Starts with `policy`.
-    pub fn new(policy: Arc<dyn Policy>) -> Self {
-        SwappablePolicy {
-            current: std::sync::RwLock::new(policy),
-        }
-    }
-
-    /// Replaces the policy for the decisions that start from now on.
-    pub fn replace(&self, policy: Arc<dyn Policy>) {
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = policy;
-    }
-
-    fn get(&self) -> Arc<dyn Policy> {
-        self.current
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
-
-#[async_trait]
-impl Policy for SwappablePolicy {
-    async fn decide(&self, request: &Request<'_>) -> Decision {
-        let p = self.get();
-        p.decide(request).await
-    }
-}
-
 /// Counts values the inner masker changed (`Cow::Owned`).
 pub struct CountingMasker {
     inner: Arc<dyn Masker>,

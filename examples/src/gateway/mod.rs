@@ -9,6 +9,7 @@ pub mod admin;
 pub mod config;
 pub mod devpki;
 pub mod metrics;
+pub mod reload;
 mod setup;
 
 use std::future::Future;
@@ -67,7 +68,9 @@ pub struct Gateway {
     info: GatewayInfo,
     gate: InMemoryGate,
     metrics: Arc<Metrics>,
-    policy: Arc<metrics::SwappablePolicy>,
+    policy: Arc<reload::SwappablePolicy>,
+    tokens: Arc<reload::SwappableTokens>,
+    tokens_file: Option<PathBuf>,
     source: Option<PathBuf>,
 }
 
@@ -179,12 +182,32 @@ impl Gateway {
         Ok(())
     }
 
-    /// SIGHUP: reloads the certificates and, when the gateway was started from a file,
-    /// the policy of that file (a bad file keeps the current policy and logs why).
+    /// Re-reads the static token file (`identity.static_tokens_file`): added tokens work
+    /// and removed ones stop working for new sessions. A bad file keeps the current table.
+    pub fn reload_tokens(&self) -> Result<usize, String> {
+        let Some(path) = &self.tokens_file else {
+            return Ok(self.tokens.len());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let t = hoop_core::auth::StaticTokenAuthenticator::parse(&text)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let n = t.len();
+        self.tokens.replace(t);
+        info!(tokens = n, file = %path.display(), "static tokens reloaded");
+        Ok(n)
+    }
+
+    /// SIGHUP: reloads the certificates, the static tokens and, when the gateway was
+    /// started from a file, the policy of that file (a bad file keeps the current policy
+    /// and logs why).
     pub fn reload(&self) {
         let failed = self.reload_certificates();
         if failed.is_empty() {
             info!("certificates reloaded");
+        }
+        if let Err(e) = self.reload_tokens() {
+            warn!("static tokens not reloaded: {e}");
         }
         if let Some(path) = &self.source {
             match config::load(path) {

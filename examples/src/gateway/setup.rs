@@ -31,9 +31,8 @@ use super::config::{
     Config, ConfigError, ListenerSection, ResourceSection, ServerTlsSection, resolve,
 };
 use super::devpki::{self, DevPki};
-use super::metrics::{
-    CountingAdapter, CountingMasker, CountingPolicy, Metrics, ObservingRecorder, SwappablePolicy,
-};
+use super::metrics::{CountingAdapter, CountingMasker, CountingPolicy, Metrics, ObservingRecorder};
+use super::reload::{SwappablePolicy, SwappableTokens};
 use super::{
     DEFAULT_ADMIN_BIND, DEFAULT_LISTENER, DEFAULT_POSTGRES_BIND, Gateway, GatewayError,
     GatewayInfo, admin,
@@ -201,8 +200,9 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
             format!("{}: {e}", tokens_file.display()),
         )
     })?;
-    info.tokens_file = Some(tokens_file);
-    chain = chain.push(tokens);
+    info.tokens_file = Some(tokens_file.clone());
+    let tokens = Arc::new(SwappableTokens::new(tokens));
+    chain = chain.push(SharedAuth(tokens.clone()));
     if config.identity.client_certificates {
         chain = chain.push(ClientCertAuthenticator::new(CertSubjectSource::CommonName));
     }
@@ -456,8 +456,23 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
         gate,
         metrics,
         policy: swappable,
+        tokens,
+        tokens_file: Some(tokens_file),
         source: config.source.clone(),
     })
+}
+
+/// An `Arc`'d authenticator as a chain member.
+struct SharedAuth<A>(Arc<A>);
+
+#[async_trait::async_trait]
+impl<A: hoop_core::Authenticator + 'static> hoop_core::Authenticator for SharedAuth<A> {
+    async fn authenticate(
+        &self,
+        credential: &hoop_core::Credential<'_>,
+    ) -> Result<hoop_core::Identity, hoop_core::AuthError> {
+        self.0.authenticate(credential).await
+    }
 }
 
 fn resource_of(r: &ResourceSection) -> Resource {
