@@ -242,7 +242,7 @@ impl Gateway {
 }
 
 /// Runs a gateway until `shutdown` completes or SIGTERM / SIGINT arrives, then drains
-/// gracefully ([`DRAIN_DEADLINE`]). SIGHUP reloads the certificates. Prints the banner.
+/// gracefully ([`DRAIN_DEADLINE`]). SIGHUP reloads certificates, tokens and policy ([`Gateway::reload`]). Prints the banner.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
@@ -278,7 +278,7 @@ async fn wait_for_stop(gw: &Gateway, shutdown: impl Future<Output = ()>) {
             _ = term.recv() => { info!("SIGTERM received"); return }
             _ = int.recv() => { info!("SIGINT received"); return }
             _ = hup.recv() => {
-                info!("SIGHUP received: reloading certificates and policy");
+                info!("SIGHUP received: reloading certificates, tokens and policy");
                 gw.reload();
             }
         }
