@@ -11,8 +11,8 @@
 //! only hashes are stored), and serves PostgreSQL on 127.0.0.1:15432 and the admin API
 //! on https://127.0.0.1:8443. You will see the paths, the tokens and the psql and curl
 //! lines to try. A bad configuration prints one `config error: <key>: <what>` line and
-//! exits with code 2. SIGTERM / Ctrl-C drain the sessions; SIGHUP reloads certificates, tokens and policy.
-//! Logs go to stderr (`RUST_LOG=debug` for more).
+//! exits with code 2. SIGTERM / Ctrl-C drain the sessions; SIGHUP reloads certificates,
+//! tokens and policy. Logs go to stderr (`RUST_LOG=debug` for more).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
