@@ -10,7 +10,7 @@
 #   SCALE=10     pgbench -i scale factor
 #   CLIENTS="1 10"  client counts (threads: 1 for one client, 2 otherwise)
 #   MODES="simple extended"
-#   KEEP_GOING=1 do not stop at the first failing run
+#   STOP_ON_ERROR=1  stop at the first failing run (default: mark it in the table, go on)
 #   GW_THREADS=N worker threads of the hoop gateways (default: one per CPU)
 #   NO_DIAG=1    skip the diagnostic runs (hoop without session recording)
 set -euo pipefail
@@ -249,11 +249,11 @@ run() { # label conn mode clients [pgbench args...]
     shift 4
     [ "$clients" -gt 1 ] && jobs=2
     log "run: $label -M $mode -c $clients -j $jobs -T $DURATION"
+    local status=ok
     if ! out=$(pgbench -n -M "$mode" -c "$clients" -j "$jobs" -T "$DURATION" "$@" "$c" 2>&1); then
-        log "pgbench failed for $label: $(echo "$out" | tail -5)"
-        [ -n "${KEEP_GOING:-}" ] || exit 1
-        echo "$label $mode $clients 0 0" >>"$RESULTS"
-        return
+        status=aborted
+        log "pgbench failed for $label: $(echo "$out" | grep -m 3 -i -e error -e abort)"
+        [ -z "${STOP_ON_ERROR:-}" ] || exit 1
     fi
     local tps lat failed
     tps=$(echo "$out" | awk '/^tps = / {print $3; exit}')
@@ -261,8 +261,9 @@ run() { # label conn mode clients [pgbench args...]
     failed=$(echo "$out" | awk '/number of failed transactions:/ {print $5; exit}')
     if [ -n "$failed" ] && [ "$failed" != 0 ]; then
         log "$label: $failed failed transactions"
+        status=failed-tx
     fi
-    echo "$label $mode $clients ${tps:-0} ${lat:-0}" >>"$RESULTS"
+    echo "$label $mode $clients ${tps:-0} ${lat:-0} $status" >>"$RESULTS"
 }
 
 for clients in $CLIENTS; do
@@ -270,7 +271,7 @@ for clients in $CLIENTS; do
         run direct "$DIRECT" "$mode" "$clients" -S
         run hoop "$HOOP" "$mode" "$clients" -S
         run pgbouncer "$BOUNCER" "$mode" "$clients" -S
-        if [ "$clients" -gt 1 ] && [ -z "${NO_DIAG:-}" ]; then
+        if [ -z "${NO_DIAG:-}" ]; then
             run "hoop-norec(diag)" "$HOOP_NOREC" "$mode" "$clients" -S
         fi
     done
@@ -298,7 +299,7 @@ echo "all legs TLS (client sslmode=verify-full); hoop: rule policy + masking rul
     "$PGBOUNCER" --version | head -1 | awk '{print $2}'
 ) pool_mode=transaction; $nrec hoop recordings"
 awk -v goal_hoop=0.80 -v goal_mask=0.60 '
-{ label[NR]=$1; mode[NR]=$2; cl[NR]=$3; tps[NR]=$4; lat[NR]=$5
+{ label[NR]=$1; mode[NR]=$2; cl[NR]=$3; tps[NR]=$4; lat[NR]=$5; st[NR]=($6 == "ok") ? "" : $6
   key=$2 "/" $3
   if ($1 == "direct") direct[key]=$4
   if ($1 == "direct-100rows") direct100[key]=$4
@@ -306,13 +307,13 @@ awk -v goal_hoop=0.80 -v goal_mask=0.60 '
   if ($1 == "hoop") hoop[key]=$4
   if ($1 == "hoop-100rows-match") hoopmask[key]=$4 }
 END {
-  printf "%-22s %-9s %7s %11s %12s %9s\n", "target", "mode", "clients", "TPS", "latency ms", "ratio"
+  printf "%-22s %-9s %7s %11s %12s %9s  %s\n", "target", "mode", "clients", "TPS", "latency ms", "ratio", "note"
   printf "%-22s %-9s %7s %11s %12s %9s\n", "----------------------", "---------", "-------", "-----------", "------------", "---------"
   for (i = 1; i <= NR; i++) {
     key = mode[i] "/" cl[i]
     base = (label[i] ~ /100rows/) ? direct100[key] : direct[key]
     ratio = (base > 0) ? sprintf("%.2f", tps[i] / base) : "-"
-    printf "%-22s %-9s %7d %11.1f %12.3f %9s\n", label[i], mode[i], cl[i], tps[i], lat[i], ratio
+    printf "%-22s %-9s %7d %11.1f %12.3f %9s  %s\n", label[i], mode[i], cl[i], tps[i], lat[i], ratio, st[i]
   }
   print ""
   print "goals:"

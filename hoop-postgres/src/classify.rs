@@ -661,7 +661,10 @@ mod tests {
         let a = cache.classify("select abalance from pgbench_accounts where aid = 17;");
         let b = cache.classify("select abalance from pgbench_accounts where aid = 99;");
         assert_eq!(cache.len(), 1, "one entry for both texts");
-        assert_eq!(b.text, "select abalance from pgbench_accounts where aid = 99;");
+        assert_eq!(
+            b.text,
+            "select abalance from pgbench_accounts where aid = 99;"
+        );
         assert_eq!(a.class, b.class);
         assert_eq!(a.objects, b.objects);
         assert_eq!(a.verb, b.verb);

@@ -25,12 +25,12 @@ use std::time::Duration;
 
 use hoop_core::approval::{GateConfig, InMemoryGate};
 use hoop_core::auth::StaticTokenAuthenticator;
+use hoop_core::masking::NoMasking;
 use hoop_core::policy::{ActionMatch, Rule, RulePolicy};
 use hoop_core::recording::JsonlRecorder;
 use hoop_core::sequence::UpstreamSecurity;
 use hoop_core::server::{ListenerConfig, Server};
 use hoop_core::tls::{ServerTls, ServerTlsConfig, UpstreamRoots, UpstreamTls, UpstreamTlsConfig};
-use hoop_core::masking::NoMasking;
 use hoop_core::{ActionClass, Field, Masker, Resource, Services};
 use hoop_postgres::{PostgresAdapter, PostgresOptions, PostgresTarget, Secret};
 use tracing_subscriber::EnvFilter;
@@ -223,8 +223,10 @@ fn masker(mode: MaskingMode) -> Arc<dyn Masker> {
 fn policy() -> RulePolicy {
     RulePolicy::new(vec![
         Rule::allow("connect").actions(ActionMatch::connect()),
-        Rule::allow("read-write")
-            .actions(ActionMatch::classes([ActionClass::Read, ActionClass::Write])),
+        Rule::allow("read-write").actions(ActionMatch::classes([
+            ActionClass::Read,
+            ActionClass::Write,
+        ])),
     ])
 }
 
@@ -286,7 +288,9 @@ async fn run(args: Args) -> Result<(), String> {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let args = match parse_args(std::env::args().skip(1)) {
