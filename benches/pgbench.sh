@@ -40,6 +40,9 @@ cleanup() {
     for p in "${PIDS[@]}"; do
         kill "$p" 2>/dev/null || true
     done
+    if [ -n "$WORK" ] && [ -s "$WORK/pgbouncer.pid" ]; then
+        kill "$(cat "$WORK/pgbouncer.pid")" 2>/dev/null || true
+    fi
     for p in "${PIDS[@]}"; do
         wait "$p" 2>/dev/null || true
     done
@@ -213,7 +216,13 @@ server_tls_sslmode = verify-full
 server_tls_ca_file = $WORK/ca.crt
 EOF
 [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$WORK"
-as_postgres "$PGBOUNCER" "$WORK/pgbouncer.ini" >"$WORK/pgbouncer.out" 2>&1 &
+# pgbouncer refuses to run as root: `-u` drops to postgres in the same process, so the
+# PID recorded here is pgbouncer's own (runuser would not pass a SIGTERM on).
+if [ "$(id -u)" = 0 ]; then
+    "$PGBOUNCER" -u postgres "$WORK/pgbouncer.ini" >"$WORK/pgbouncer.out" 2>&1 &
+else
+    "$PGBOUNCER" "$WORK/pgbouncer.ini" >"$WORK/pgbouncer.out" 2>&1 &
+fi
 PIDS+=($!)
 BOUNCER=$(conn "$BOUNCER_PORT" bench "$APP_PW")
 for _ in $(seq 50); do
