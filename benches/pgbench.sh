@@ -40,8 +40,9 @@ cleanup() {
     for p in "${PIDS[@]}"; do
         kill "$p" 2>/dev/null || true
     done
-    if [ -n "$WORK" ] && [ -s "$WORK/pgbouncer.pid" ]; then
-        kill "$(cat "$WORK/pgbouncer.pid")" 2>/dev/null || true
+    local bpid
+    if [ -n "$WORK" ] && bpid=$(cat "$WORK/pgbouncer.pid" 2>/dev/null); then
+        kill "$bpid" 2>/dev/null || true
     fi
     for p in "${PIDS[@]}"; do
         wait "$p" 2>/dev/null || true
