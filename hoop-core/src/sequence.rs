@@ -250,8 +250,15 @@ impl Authorized {
     }
 
     /// Records an event; an error means the recorder fails closed and the session must end.
+    /// Never waits: prefer [`Authorized::record_async`] where the caller can await.
     pub fn record(&self, event: Event) -> Result<(), crate::recording::RecordError> {
         self.recording.record(event)
+    }
+
+    /// Records an event, waiting (bounded) for room in the recording's queue: the
+    /// session slows to the recorder's pace during a storage stall instead of ending.
+    pub async fn record_async(&self, event: Event) -> Result<(), crate::recording::RecordError> {
+        self.recording.record_async(event).await
     }
 
     /// Step 3: opens the connection to the target at `addr`, verified as `security` says.
@@ -350,12 +357,13 @@ impl Authorized {
             Decision::Allow => None,
             Decision::Deny { reason } | Decision::Review { reason } => Some(reason.clone()),
         };
-        self.record(Event::Command {
+        self.record_async(Event::Command {
             text: command.text.clone(),
             class: command.class,
             decision: decision.kind().to_owned(),
             reason,
-        })?;
+        })
+        .await?;
         match decision {
             Decision::Allow => Ok(Checked::Allowed),
             Decision::Deny { reason } => Ok(Checked::Denied { reason }),
@@ -374,7 +382,7 @@ impl Authorized {
                     .await;
                 match submission {
                     Submission::Decided(v) => {
-                        self.record(approval_to_event(&v))?;
+                        self.record_async(approval_to_event(&v)).await?;
                         if v.is_approved() {
                             Ok(Checked::Allowed)
                         } else {
@@ -384,12 +392,13 @@ impl Authorized {
                         }
                     }
                     Submission::Pending(p) => {
-                        self.record(Event::Approval {
+                        self.record_async(Event::Approval {
                             review_id: p.id.clone(),
                             state: String::from("requested"),
                             reviewer: None,
                             reason: None,
-                        })?;
+                        })
+                        .await?;
                         Ok(Checked::Pending(p))
                     }
                 }
@@ -425,7 +434,7 @@ impl Authorized {
             waited_ms = started.elapsed().as_millis() as u64,
             "review ended"
         );
-        self.record(approval_to_event(&verdict))?;
+        self.record_async(approval_to_event(&verdict)).await?;
         Ok(if verdict.is_approved() {
             None
         } else {

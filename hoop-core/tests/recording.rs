@@ -294,6 +294,29 @@ async fn full_queue_fail_closed_refuses() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn record_async_waits_for_room_instead_of_refusing() {
+    // The same queue of capacity 1 that refuses `record` at once: `record_async` waits
+    // for the writer, so a burst is slowed down, not refused, and nothing is lost.
+    let dir = tempfile::tempdir().unwrap();
+    let rec = JsonlRecorder::new(dir.path()).with_writer(WriterConfig {
+        queue_capacity: 1,
+        ..WriterConfig::default()
+    });
+    let m = meta();
+    let r = rec.open(&m).await.unwrap();
+    for i in 0..200 {
+        r.record_async(command(&format!("select {i}")))
+            .await
+            .unwrap();
+    }
+    r.finish("client closed").await.unwrap();
+    let report = verify_file(rec.path_for(&m.session_id)).unwrap();
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(report.dropped_events, 0);
+    assert_eq!(report.entries, 202, "start + 200 commands + end");
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn full_queue_fail_open_writes_dropped_marker() {
     let dir = tempfile::tempdir().unwrap();
     let rec = JsonlRecorder::new(dir.path()).with_writer(WriterConfig {

@@ -148,6 +148,15 @@ pub trait Recording: Send + Sync {
     /// Appends an event. Never blocks; an error means the session must end (fail closed).
     fn record(&self, event: Event) -> Result<(), RecordError>;
 
+    /// Appends an event, waiting (asynchronously, bounded) for room when the queue is
+    /// full instead of refusing at once: a session slows down to its recorder's pace
+    /// during a short storage stall rather than being ended. Adapters call it where they
+    /// can await (deciding a command, between messages). The default calls
+    /// [`Recording::record`].
+    async fn record_async(&self, event: Event) -> Result<(), RecordError> {
+        self.record(event)
+    }
+
     /// Records the end and waits until everything is written.
     async fn finish(self: Box<Self>, reason: &str) -> Result<(), RecordError>;
 }

@@ -87,6 +87,18 @@ impl Recording for TeeRecording {
         result
     }
 
+    async fn record_async(&self, event: Event) -> Result<(), RecordError> {
+        let mut result = Ok(());
+        for r in &self.all {
+            if let Err(e) = r.record_async(event.clone()).await
+                && result.is_ok()
+            {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
     async fn finish(self: Box<Self>, reason: &str) -> Result<(), RecordError> {
         let mut result = Ok(());
         for r in self.all {

@@ -42,14 +42,22 @@ pub struct WriterConfig {
     pub fail_closed: bool,
     /// Longest time written data stays without `sync_data` (default 1 s).
     pub sync_interval: Duration,
+    /// How long the writer gathers events after the first one of a batch before writing
+    /// them together (default 2 ms): fewer, larger writes under load.
+    pub batch_window: Duration,
+    /// How long [`Recording::record_async`] waits for room in a full queue before it
+    /// fails (closed) or drops (open) the event (default 10 s).
+    pub max_stall: Duration,
 }
 
 impl Default for WriterConfig {
     fn default() -> Self {
         WriterConfig {
-            queue_capacity: 4096,
+            queue_capacity: 16 * 1024,
             fail_closed: true,
             sync_interval: Duration::from_secs(1),
+            batch_window: Duration::from_millis(2),
+            max_stall: Duration::from_secs(10),
         }
     }
 }
@@ -101,6 +109,7 @@ pub(crate) struct QueuedRecording {
     tx: mpsc::Sender<Msg>,
     shared: Arc<Shared>,
     wants: fn(&Event) -> bool,
+    max_stall: Duration,
 }
 
 impl QueuedRecording {
@@ -132,13 +141,20 @@ impl QueuedRecording {
             rx,
             shared: shared.clone(),
             sync_interval: config.sync_interval.max(Duration::from_millis(1)),
+            batch_window: config.batch_window,
+            syncing: None,
             reported_dropped: 0,
             broken: None,
             path,
             identity: None,
         };
         tokio::spawn(task.run());
-        QueuedRecording { tx, shared, wants }
+        QueuedRecording {
+            tx,
+            shared,
+            wants,
+            max_stall: config.max_stall,
+        }
     }
 
     fn refuse(&self, why: &str) -> Result<(), RecordError> {
@@ -179,6 +195,28 @@ impl Recording for QueuedRecording {
         }
     }
 
+    async fn record_async(&self, event: Event) -> Result<(), RecordError> {
+        if !(self.wants)(&event) {
+            return Ok(());
+        }
+        if self.shared.fail_closed && self.shared.failed.load(Ordering::Acquire) {
+            return Err(RecordError::Unavailable(format!(
+                "{}: recording failed earlier",
+                self.shared.name
+            )));
+        }
+        let msg = Msg::Event {
+            time: SystemTime::now(),
+            dropped_before: self.shared.dropped.load(Ordering::Relaxed),
+            event,
+        };
+        match tokio::time::timeout(self.max_stall, self.tx.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => self.refuse("recording writer stopped"),
+            Err(_) => self.refuse("recording queue full for too long"),
+        }
+    }
+
     async fn finish(self: Box<Self>, reason: &str) -> Result<(), RecordError> {
         let (ack, done) = oneshot::channel();
         let msg = Msg::Finish {
@@ -203,6 +241,9 @@ struct Writer<E> {
     rx: mpsc::Receiver<Msg>,
     shared: Arc<Shared>,
     sync_interval: Duration,
+    batch_window: Duration,
+    /// A `sync_data` running beside the writes (on a clone of the file handle).
+    syncing: Option<tokio::task::JoinHandle<Result<(), String>>>,
     reported_dropped: u64,
     /// The first write error, after which nothing more is written.
     broken: Option<String>,
@@ -232,10 +273,14 @@ impl<E: Encoder> Writer<E> {
                 m = self.rx.recv() => m,
                 _ = tick.tick(), if dirty => {
                     dirty = false;
-                    self.sync().await;
+                    self.start_sync().await;
                     continue;
                 }
             };
+            // Gather what arrives within the batch window: one write for many events.
+            if !self.batch_window.is_zero() && msg.is_some() {
+                tokio::time::sleep(self.batch_window).await;
+            }
             let mut finish = match msg {
                 Some(m) => self.encode(m, &mut buf),
                 None => {
@@ -263,6 +308,7 @@ impl<E: Encoder> Writer<E> {
                 dirty = true;
             }
             if let Some(ack) = finish {
+                self.finish_sync().await;
                 self.sync().await;
                 self.encoder.closed(&self.shared.name);
                 let result = match &self.broken {
@@ -326,6 +372,37 @@ impl<E: Encoder> Writer<E> {
         }
     }
 
+    /// Starts `sync_data` on a clone of the file handle beside the writes, so a slow
+    /// disk does not stop the draining of the queue; the previous one is collected first
+    /// (at most one runs at a time).
+    async fn start_sync(&mut self) {
+        self.finish_sync().await;
+        if self.broken.is_some() {
+            return;
+        }
+        match self.file.try_clone().await {
+            Ok(clone) => {
+                self.syncing = Some(tokio::spawn(async move {
+                    clone.sync_data().await.map_err(|e| format!("sync: {e}"))
+                }));
+            }
+            // No handle to spare: sync inline.
+            Err(_) => self.sync().await,
+        }
+        self.check_identity().await;
+    }
+
+    /// Waits for a background sync, if any, and records its failure.
+    async fn finish_sync(&mut self) {
+        if let Some(h) = self.syncing.take() {
+            match h.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => self.fail(e),
+                Err(_) => self.fail(String::from("sync task failed")),
+            }
+        }
+    }
+
     /// `sync_data`, then checks that the path still names this file (not removed or
     /// replaced: writes to an unlinked file succeed but are lost).
     async fn sync(&mut self) {
@@ -334,6 +411,14 @@ impl<E: Encoder> Writer<E> {
         }
         if let Err(e) = self.file.sync_data().await {
             self.fail(format!("sync: {e}"));
+            return;
+        }
+        self.check_identity().await;
+    }
+
+    /// Checks that the path still names this file.
+    async fn check_identity(&mut self) {
+        if self.broken.is_some() {
             return;
         }
         #[cfg(unix)]

@@ -61,6 +61,8 @@ pub struct Backend<'a, R, W> {
     copy_out: Option<CopyFormat>,
     progress: Progress,
     masked_total: u64,
+    /// Results to record once the current message is handled.
+    results: Vec<Event>,
 }
 
 impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
@@ -89,6 +91,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
             copy_out: None,
             progress: Progress::default(),
             masked_total: 0,
+            results: Vec::new(),
         }
     }
 
@@ -128,12 +131,13 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
         if cmd.is_none() && error.is_none() {
             return Ok(());
         }
-        self.auth.record(Event::CommandResult {
+        // Recorded (awaiting room in the recording queue) right after this message.
+        self.results.push(Event::CommandResult {
             duration_ms: started.elapsed().as_millis() as u64,
             rows: Some(p.rows),
             masked_fields: p.masked,
             error,
-        })?;
+        });
         Ok(())
     }
 
@@ -164,6 +168,9 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
             let frame = self.handle(frame)?;
             if let Some(f) = frame {
                 self.writer.push(f.as_bytes()).await?;
+            }
+            for event in self.results.drain(..) {
+                self.auth.record_async(event).await?;
             }
         }
     }
