@@ -12,6 +12,7 @@
 
 pub mod certs;
 pub mod ports;
+pub mod nginx;
 pub mod postgres;
 
 pub use certs::{TestCa, TestCert};
