@@ -155,13 +155,22 @@ fn websocket(mut req: Request<Incoming>) -> Response<Full<Bytes>> {
         .unwrap()
 }
 
-/// Starts the upstream with a certificate from its own CA (`cert` overrides the leaf,
-/// for the refusal tests: expired, wrong host...).
+/// Starts the upstream with a localhost certificate from its own CA (`cert` overrides
+/// the leaf).
 pub async fn start(cert: Option<TestCert>) -> Upstream {
+    match cert {
+        Some(c) => start_issued(move |_| c).await,
+        None => start_issued(TestCa::server).await,
+    }
+}
+
+/// Starts the upstream with a leaf its own CA issues with `issue` (for the refusal
+/// tests: expired, wrong host...).
+pub async fn start_issued(issue: impl FnOnce(&TestCa) -> TestCert) -> Upstream {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new("upstream-ca");
     let ca_path = ca.write_cert(dir.path(), "upstream-ca.crt");
-    let cert = cert.unwrap_or_else(|| ca.server());
+    let cert = issue(&ca);
     let mut config = rustls::ServerConfig::builder_with_provider(hoop_core::crypto_provider())
         .with_safe_default_protocol_versions()
         .unwrap()

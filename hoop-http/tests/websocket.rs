@@ -1,0 +1,88 @@
+//! A WebSocket echo through the gateway (HTTP/1.1 upgrade on both sides), recorded; an
+//! upgrade the policy denies never reaches the target.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{ALICE, Gateway, Setup, bearer, upstream};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+async fn tls_client(gw: &Gateway) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(gw.gw_ca.cert_der()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(hoop_core::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_echo_through_the_gateway() {
+    let up = upstream::start(None).await;
+    let gw = Gateway::start(up.addr, up.ca_path.clone(), Setup::default()).await;
+    let mut req = format!("wss://localhost:{}/ws", gw.addr.port())
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", bearer(ALICE)[15..].parse().unwrap());
+    let tls = tls_client(&gw).await;
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, tls).await.unwrap();
+    assert_eq!(resp.status(), 101);
+    for i in 0..20 {
+        let text = format!("hello {i}");
+        ws.send(Message::text(text.clone())).await.unwrap();
+        let back = ws.next().await.unwrap().unwrap();
+        assert_eq!(back, Message::text(text));
+    }
+    ws.send(Message::binary(vec![0u8, 1, 2, 255])).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::binary(vec![0u8, 1, 2, 255])
+    );
+    ws.close(None).await.unwrap();
+    while let Some(Ok(_)) = ws.next().await {}
+    drop(ws);
+    let seen = up.last();
+    assert_eq!(seen.uri, "/ws");
+    assert_eq!(seen.headers["upgrade"], "websocket");
+    assert!(seen.headers.get("sec-websocket-key").is_some());
+    assert!(!format!("{:?}", seen.headers).contains(ALICE));
+    let rec = gw.wait_recorded("session_end").await;
+    assert!(rec.contains(r#""kind":"upgrade_open","detail":{"protocol":"websocket"}"#), "{rec}");
+    assert!(rec.contains(r#""kind":"upgrade_close""#), "{rec}");
+    assert!(rec.contains("\"type\":\"session_end\""), "{rec}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_upgrade_is_not_forwarded() {
+    let up = upstream::start(None).await;
+    let gw = Gateway::start(up.addr, up.ca_path.clone(), Setup::default()).await;
+    let mut req = format!("wss://localhost:{}/admin/ws", gw.addr.port())
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", bearer(ALICE)[15..].parse().unwrap());
+    let tls = tls_client(&gw).await;
+    let err = tokio_tungstenite::client_async(req, tls).await.unwrap_err();
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => assert_eq!(resp.status(), 403),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(up.seen().is_empty());
+}
