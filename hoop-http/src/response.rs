@@ -116,12 +116,11 @@ pub(crate) struct Recorded {
 
 impl Recorded {
     pub(crate) fn new(inner: Body, outcome: Outcome) -> Self {
-        let r = Recorded {
+        Recorded {
             inner,
             bytes: 0,
             outcome: Some(outcome),
-        };
-        r
+        }
     }
 
     fn finish(&mut self, complete: bool) {

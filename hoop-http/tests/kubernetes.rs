@@ -42,13 +42,22 @@ async fn reads_pass_destructive_denied_for_bob() {
         .await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = gw
-        .curl_async(&["-X", "DELETE", "-H", &bearer(BOB), &gw.url("/api/v1/namespaces/prod/pods/x")])
+        .curl_async(&[
+            "-X",
+            "DELETE",
+            "-H",
+            &bearer(BOB),
+            &gw.url("/api/v1/namespaces/prod/pods/x"),
+        ])
         .await;
     assert_eq!(status, 403, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["error"], "forbidden");
     assert!(
-        v["reason"].as_str().unwrap().contains("destructive requests are not allowed"),
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("destructive requests are not allowed"),
         "{body}"
     );
     // Exec is admin (no rule allows it); reading secrets is admin too.
@@ -57,7 +66,9 @@ async fn reads_pass_destructive_denied_for_bob() {
         ("GET", "/api/v1/namespaces/prod/secrets/db"),
         ("DELETE", "/apis/apps/v1/namespaces/prod/deployments"),
     ] {
-        let (status, body) = gw.curl_async(&["-X", m, "-H", &bearer(BOB), &gw.url(p)]).await;
+        let (status, body) = gw
+            .curl_async(&["-X", m, "-H", &bearer(BOB), &gw.url(p)])
+            .await;
         assert_eq!(status, 403, "{m} {p}: {body}");
     }
     // A dot-dot walk from an allowed read to a delete is still a delete.
@@ -72,8 +83,14 @@ async fn reads_pass_destructive_denied_for_bob() {
         ])
         .await;
     assert_eq!(status, 403);
-    assert!(up.seen().iter().all(|s| s.method != "DELETE" && s.method != "POST"));
-    let rec = gw.wait_recorded("DELETE /api/v1/namespaces/prod/pods/x").await;
+    assert!(
+        up.seen()
+            .iter()
+            .all(|s| s.method != "DELETE" && s.method != "POST")
+    );
+    let rec = gw
+        .wait_recorded("DELETE /api/v1/namespaces/prod/pods/x")
+        .await;
     assert!(rec.contains(r#""text":"DELETE /api/v1/namespaces/prod/pods/x","class":"destructive","decision":"deny""#), "{rec}");
     assert!(rec.contains(r#""class":"admin""#), "{rec}");
 }
@@ -90,7 +107,10 @@ async fn review_approved_while_held() {
     assert_eq!(res.0, 200, "{}", res.1);
     assert!(id.starts_with("r-"));
     let seen = up.last();
-    assert_eq!((seen.method.as_str(), seen.uri.as_str()), ("DELETE", "/api/v1/namespaces/prod/pods/x"));
+    assert_eq!(
+        (seen.method.as_str(), seen.uri.as_str()),
+        ("DELETE", "/api/v1/namespaces/prod/pods/x")
+    );
     let rec = gw.wait_recorded("\"state\":\"approved\"").await;
     assert!(rec.contains(&id), "{rec}");
 }
@@ -126,7 +146,13 @@ async fn review_expires_then_a_grant_lets_the_retry_pass() {
     assert_eq!(up.last().method, "DELETE");
     // The grant covers exactly that request, not another object.
     let (status, _) = gw
-        .curl_async(&["-X", "DELETE", "-H", &bearer(ALICE), &gw.url("/api/v1/namespaces/prod/pods/z")])
+        .curl_async(&[
+            "-X",
+            "DELETE",
+            "-H",
+            &bearer(ALICE),
+            &gw.url("/api/v1/namespaces/prod/pods/z"),
+        ])
         .await;
     assert_eq!(status, 403);
 }

@@ -22,7 +22,10 @@ fn check_users(body: &str) {
     assert_eq!(v["users"][1]["contacts"][0]["kind"], "mail");
     assert_eq!(v["users"][1]["ssn"], "[REDACTED:SSN]");
     assert_eq!(v["count"], 2);
-    assert!(!body.contains("example.com") && !body.contains("6789"), "{body}");
+    assert!(
+        !body.contains("example.com") && !body.contains("6789"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,12 +41,24 @@ async fn json_masked_in_nested_arrays_over_http1_and_http2() {
     }
     // Content-Length is right: curl checks it; ask for the headers too.
     let (status, head) = gw
-        .curl_async(&["-H", &bearer(ALICE), "-D", "-", "-o", "/dev/null", &gw.url("/users")])
+        .curl_async(&[
+            "-H",
+            &bearer(ALICE),
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            &gw.url("/users"),
+        ])
         .await;
     assert_eq!(status, 200);
     let len: usize = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
         .expect("content-length");
     let (_, body) = gw
         .curl_async(&["-H", &bearer(ALICE), &gw.url("/users")])
@@ -69,8 +84,14 @@ async fn gzip_and_deflate_are_decoded_before_masking() {
         .await;
     assert_eq!(status, 200, "{body}");
     check_users(&body);
-    let ae = up.last().headers["accept-encoding"].to_str().unwrap().to_owned();
-    assert!(!ae.contains("br") && !ae.contains("zstd") && ae.contains("gzip"), "{ae}");
+    let ae = up.last().headers["accept-encoding"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        !ae.contains("br") && !ae.contains("zstd") && ae.contains("gzip"),
+        "{ae}"
+    );
     // Without --compressed curl would show raw gzip if the gateway kept the coding; the
     // masked body is sent as identity.
     let (status, body) = gw

@@ -59,7 +59,10 @@ async fn curl_http1_and_http2_with_credential_injection() {
     assert!(rec.contains("GET /hello?x=1"), "{rec}");
     assert!(rec.contains("\"type\":\"command_result\""), "{rec}");
     assert!(rec.contains("\"user\":\"alice\""), "{rec}");
-    assert!(!rec.contains(UPSTREAM_TOKEN) && !rec.contains(ALICE), "{rec}");
+    assert!(
+        !rec.contains(UPSTREAM_TOKEN) && !rec.contains(ALICE),
+        "{rec}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,7 +99,11 @@ async fn identity_is_required_and_checked() {
     let (status, body) = gw.curl_async(&[&gw.url("/x")]).await;
     assert_eq!(status, 401, "{body}");
     let (status, _) = gw
-        .curl_async(&["-H", "Authorization: Bearer wrong-token-000000000000", &gw.url("/x")])
+        .curl_async(&[
+            "-H",
+            "Authorization: Bearer wrong-token-000000000000",
+            &gw.url("/x"),
+        ])
         .await;
     assert_eq!(status, 401);
     // Two requests on one connection, the second with another identity: refused.
@@ -110,7 +117,10 @@ async fn identity_is_required_and_checked() {
     assert_eq!(status, 401, "{out}");
     assert!(out.contains("/one"), "{out}");
     assert!(out.contains("another identity on this connection"), "{out}");
-    assert!(up.seen().iter().all(|s| s.uri != "/two"), "second identity forwarded");
+    assert!(
+        up.seen().iter().all(|s| s.uri != "/two"),
+        "second identity forwarded"
+    );
     // The same identity on many requests of one connection: fine.
     let mut args: Vec<&str> = vec!["-H", &alice, &one];
     args.extend(next.iter().map(String::as_str));
@@ -124,7 +134,10 @@ async fn identity_is_required_and_checked() {
     args.push(&two);
     let (status, _) = gw.curl_async(&args).await;
     assert_eq!(status, 401);
-    assert!(up.seen().iter().all(|s| s.uri != "/x"), "unauthenticated request forwarded");
+    assert!(
+        up.seen().iter().all(|s| s.uri != "/x"),
+        "unauthenticated request forwarded"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,7 +178,12 @@ async fn path_normalisation_cannot_dodge_a_rule() {
     );
     // What is forwarded is the normalised path.
     let (status, _) = gw
-        .curl_async(&["--path-as-is", "-H", &bearer(ALICE), &gw.url("/api/./v1//x/../y;p=1?q=%2f")])
+        .curl_async(&[
+            "--path-as-is",
+            "-H",
+            &bearer(ALICE),
+            &gw.url("/api/./v1//x/../y;p=1?q=%2f"),
+        ])
         .await;
     assert_eq!(status, 200);
     assert_eq!(up.last().uri, "/api/v1/y?q=%2f");
@@ -191,8 +209,11 @@ async fn raw_exchange(gw: &Gateway, request: &str) -> String {
     let mut tls = tls_client(gw).await;
     tls.write_all(request.as_bytes()).await.unwrap();
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), tls.read_to_end(&mut out))
-        .await;
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tls.read_to_end(&mut out),
+    )
+    .await;
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -213,7 +234,10 @@ async fn request_smuggling_is_refused() {
     assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "{out}");
     assert!(out.contains(r#"{"received":0}"#), "{out}");
     let seen = up.last();
-    assert!(seen.headers.get("content-length").is_none_or(|v| v == "0"), "{seen:?}");
+    assert!(
+        seen.headers.get("content-length").is_none_or(|v| v == "0"),
+        "{seen:?}"
+    );
     // Two different Content-Lengths.
     let cl_cl = format!(
         "POST /upload HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ALICE}\r\n\

@@ -23,15 +23,26 @@ async fn refused(up: &upstream::Upstream, setup: Setup, reason: &str) {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["error"], "bad_gateway");
         assert!(
-            v["reason"].as_str().unwrap().contains(&format!("upstream TLS refused ({reason})")),
+            v["reason"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("upstream TLS refused ({reason})")),
             "{body}"
         );
     }
-    assert!(up.seen().is_empty(), "a request reached an unverified upstream");
+    assert!(
+        up.seen().is_empty(),
+        "a request reached an unverified upstream"
+    );
     let rec = gw
         .wait_recorded(&format!("upstream TLS refused ({reason})"))
         .await;
-    assert!(rec.contains(&format!(r#""type":"error","message":"upstream TLS refused ({reason})"#)), "{rec}");
+    assert!(
+        rec.contains(&format!(
+            r#""type":"error","message":"upstream TLS refused ({reason})"#
+        )),
+        "{rec}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

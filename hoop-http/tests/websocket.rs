@@ -50,7 +50,9 @@ async fn websocket_echo_through_the_gateway() {
         let back = ws.next().await.unwrap().unwrap();
         assert_eq!(back, Message::text(text));
     }
-    ws.send(Message::binary(vec![0u8, 1, 2, 255])).await.unwrap();
+    ws.send(Message::binary(vec![0u8, 1, 2, 255]))
+        .await
+        .unwrap();
     assert_eq!(
         ws.next().await.unwrap().unwrap(),
         Message::binary(vec![0u8, 1, 2, 255])
@@ -64,7 +66,10 @@ async fn websocket_echo_through_the_gateway() {
     assert!(seen.headers.get("sec-websocket-key").is_some());
     assert!(!format!("{:?}", seen.headers).contains(ALICE));
     let rec = gw.wait_recorded("session_end").await;
-    assert!(rec.contains(r#""kind":"upgrade_open","detail":{"protocol":"websocket"}"#), "{rec}");
+    assert!(
+        rec.contains(r#""kind":"upgrade_open","detail":{"protocol":"websocket"}"#),
+        "{rec}"
+    );
     assert!(rec.contains(r#""kind":"upgrade_close""#), "{rec}");
     assert!(rec.contains("\"type\":\"session_end\""), "{rec}");
 }

@@ -11,8 +11,8 @@
 )]
 
 pub mod certs;
-pub mod ports;
 pub mod nginx;
+pub mod ports;
 pub mod postgres;
 
 pub use certs::{TestCa, TestCert};

@@ -81,8 +81,10 @@ pub fn policy() -> TestPolicy {
             .actions(ActionMatch::class(ActionClass::Destructive)),
         Rule::deny("no-destructive", "destructive requests are not allowed")
             .actions(ActionMatch::class(ActionClass::Destructive)),
-        Rule::allow("read-write")
-            .actions(ActionMatch::classes([ActionClass::Read, ActionClass::Write])),
+        Rule::allow("read-write").actions(ActionMatch::classes([
+            ActionClass::Read,
+            ActionClass::Write,
+        ])),
     ]))
 }
 
@@ -116,7 +118,9 @@ impl Default for Setup {
             upstream_name: "localhost".into(),
             extra_auth: None,
             client_ca: None,
-            credential: Some(UpstreamCredential::Bearer(Secret::Value(UPSTREAM_TOKEN.into()))),
+            credential: Some(UpstreamCredential::Bearer(Secret::Value(
+                UPSTREAM_TOKEN.into(),
+            ))),
         }
     }
 }
@@ -189,11 +193,9 @@ impl Gateway {
             chain = chain.push(ChainShared(a));
         }
         chain = chain.push(tokens);
-        chain = chain.push(
-            hoop_core::auth::ClientCertAuthenticator::new(
-                hoop_core::auth::CertSubjectSource::CommonName,
-            ),
-        );
+        chain = chain.push(hoop_core::auth::ClientCertAuthenticator::new(
+            hoop_core::auth::CertSubjectSource::CommonName,
+        ));
         let gate = InMemoryGate::new(GateConfig::default());
         let mut services = Services::new(Arc::new(chain));
         services.policy = Arc::new(policy());
@@ -203,9 +205,7 @@ impl Gateway {
         services.approval_hold = setup.hold;
         let server = Server::builder()
             .services(Arc::new(services))
-            .listener(
-                ListenerConfig::new("http", "127.0.0.1:0".parse().unwrap(), adapter).tls(tls),
-            )
+            .listener(ListenerConfig::new("http", "127.0.0.1:0".parse().unwrap(), adapter).tls(tls))
             .build()
             .await
             .unwrap();

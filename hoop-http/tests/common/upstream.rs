@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use hoop_testkit::{TestCa, TestCert};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hoop_testkit::{TestCa, TestCert};
 
 /// One request as the upstream saw it.
 #[derive(Clone, Debug)]
@@ -38,7 +38,10 @@ impl Upstream {
         self.seen.lock().unwrap().clone()
     }
     pub fn last(&self) -> Seen {
-        self.seen().last().cloned().expect("the upstream saw no request")
+        self.seen()
+            .last()
+            .cloned()
+            .expect("the upstream saw no request")
     }
 }
 
@@ -107,7 +110,11 @@ async fn route(mut req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Respo
         "/upload" => {
             let body = req.body_mut().collect().await.map(|b| b.to_bytes());
             match body {
-                Ok(b) => resp(200, "application/json", format!(r#"{{"received":{}}}"#, b.len())),
+                Ok(b) => resp(
+                    200,
+                    "application/json",
+                    format!(r#"{{"received":{}}}"#, b.len()),
+                ),
                 Err(_) => resp(400, "text/plain", "bad body"),
             }
         }
@@ -144,8 +151,7 @@ fn websocket(mut req: Request<Incoming>) -> Response<Full<Bytes>> {
             }
         }
     });
-    let accept =
-        tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header("upgrade", "websocket")
