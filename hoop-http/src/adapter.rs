@@ -35,6 +35,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -61,6 +62,7 @@ use crate::error::{BoxError, HttpError};
 use crate::headers;
 use crate::normalize::normalize_path;
 use crate::response::{Outcome, Recorded, empty, error_response, full};
+use crate::stream::{LineMasked, is_line_stream};
 use crate::upstream::{self, Body, Pool, Sender};
 
 /// The HTTP / Kubernetes-API adapter for one target.
@@ -355,6 +357,7 @@ impl Session {
             &path,
             query.as_deref(),
         );
+        let watch = cmd.verb == "watch";
         match auth.check(cmd).await {
             Ok(Checked::Allowed) => {}
             Ok(Checked::Denied { reason }) => return forbidden(&reason, None),
@@ -399,8 +402,13 @@ impl Session {
         };
         match result {
             Ok((resp, give_back)) => {
-                self.finish_response(auth, resp, give_back, started, method, path)
-                    .await
+                let req = ForwardedRequest {
+                    started,
+                    method,
+                    path,
+                    watch,
+                };
+                self.finish_response(auth, resp, give_back, req).await
             }
             Err(e) => {
                 let msg = e.to_string();
@@ -549,10 +557,14 @@ impl Session {
         auth: Arc<Authorized>,
         resp: Response<Incoming>,
         give_back: Option<Sender>,
-        started: Instant,
-        method: Method,
-        path: String,
+        req: ForwardedRequest,
     ) -> Response<Body> {
+        let ForwardedRequest {
+            started,
+            method,
+            path,
+            watch,
+        } = req;
         let (mut parts, body) = resp.into_parts();
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
         headers::prepare_response(&mut parts.headers, switching);
@@ -563,6 +575,7 @@ impl Session {
             path,
             status: parts.status.as_u16(),
             masked: 0,
+            masked_live: None,
             give_back: give_back.map(|s| (self.pool.clone(), s)),
         };
         if switching {
@@ -575,9 +588,13 @@ impl Session {
         let body = if no_body {
             body.map_err(BoxError::from).boxed_unsync()
         } else {
-            match self.mask(&auth, &mut parts.headers, body).await {
-                Ok((b, n)) => {
+            match self.mask(&auth, &mut parts.headers, body, watch).await {
+                Ok((b, Masked::Count(n))) => {
                     outcome.masked = n;
+                    b
+                }
+                Ok((b, Masked::Live(n))) => {
+                    outcome.masked_live = Some(n);
                     b
                 }
                 Err(e) => {
@@ -603,15 +620,37 @@ impl Session {
         auth: &Authorized,
         headers: &mut HeaderMap,
         mut body: Incoming,
-    ) -> Result<(Body, u64), HttpError> {
+        watch: bool,
+    ) -> Result<(Body, Masked), HttpError> {
         let masker = self.ctx.services.masker.clone();
-        let kind = BodyKind::of(headers);
-        if masker.is_noop() || kind == BodyKind::Opaque {
-            return Ok((body.map_err(BoxError::from).boxed_unsync(), 0));
+        if masker.is_noop() {
+            return Ok((
+                body.map_err(BoxError::from).boxed_unsync(),
+                Masked::Count(0),
+            ));
         }
         let target = &self.inner.target;
         let limit = target.max_body;
-        let Some(coding) = Coding::of(headers) else {
+        let coding = Coding::of(headers);
+        if let Some(json) = is_line_stream(headers, watch) {
+            if coding != Some(Coding::Identity) {
+                return Err(HttpError::Body(String::from(
+                    "a compressed stream cannot be inspected for masking",
+                )));
+            }
+            headers.remove(header::CONTENT_LENGTH);
+            let count = Arc::new(AtomicU64::new(0));
+            let b = LineMasked::new(body, masker, json, limit, count.clone());
+            return Ok((b.boxed_unsync(), Masked::Live(count)));
+        }
+        let kind = BodyKind::of(headers);
+        if kind == BodyKind::Opaque {
+            return Ok((
+                body.map_err(BoxError::from).boxed_unsync(),
+                Masked::Count(0),
+            ));
+        }
+        let Some(coding) = coding else {
             return Err(HttpError::Body(String::from(
                 "the response's content coding cannot be inspected for masking",
             )));
@@ -641,13 +680,13 @@ impl Session {
         match mask_body(masker.as_ref(), kind, &decoded).map_err(HttpError::Body)? {
             None => {
                 headers.insert(header::CONTENT_LENGTH, HeaderValue::from(raw.len()));
-                Ok((full(raw), 0))
+                Ok((full(raw), Masked::Count(0)))
             }
             Some((masked, n)) => {
                 headers.remove(header::CONTENT_ENCODING);
                 headers.insert(header::CONTENT_LENGTH, HeaderValue::from(masked.len()));
                 headers.remove(header::ETAG);
-                Ok((full(masked), n))
+                Ok((full(masked), Masked::Count(n)))
             }
         }
     }
@@ -658,7 +697,7 @@ impl Session {
         prefix: Bytes,
         rest: Incoming,
         limit: usize,
-    ) -> Result<(Body, u64), HttpError> {
+    ) -> Result<(Body, Masked), HttpError> {
         if !self.inner.target.passthrough_over_limit {
             return Err(HttpError::Body(format!(
                 "the response body is larger than the masking limit of {limit} bytes"
@@ -672,8 +711,25 @@ impl Session {
         let first =
             futures_util::stream::once(async move { Ok::<_, BoxError>(Frame::data(prefix)) });
         let rest = TryStreamExt::map_err(BodyStream::new(rest), BoxError::from);
-        Ok((StreamBody::new(first.chain(rest)).boxed_unsync(), 0))
+        Ok((
+            StreamBody::new(first.chain(rest)).boxed_unsync(),
+            Masked::Count(0),
+        ))
     }
+}
+
+/// What the response recording needs to know about its request.
+struct ForwardedRequest {
+    started: Instant,
+    method: Method,
+    path: String,
+    watch: bool,
+}
+
+/// How many values a body had masked: known now, or counted as it streams.
+enum Masked {
+    Count(u64),
+    Live(Arc<AtomicU64>),
 }
 
 /// A request on its way to the target, before its URI form is chosen.

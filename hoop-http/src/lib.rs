@@ -19,6 +19,7 @@ pub mod headers;
 pub mod kube;
 pub mod normalize;
 mod response;
+pub mod stream;
 mod upstream;
 
 pub use adapter::HttpAdapter;

@@ -68,6 +68,8 @@ pub(crate) struct Outcome {
     pub path: String,
     pub status: u16,
     pub masked: u64,
+    /// Values masked by a streaming masker, counted as the body goes.
+    pub masked_live: Option<Arc<std::sync::atomic::AtomicU64>>,
     /// The HTTP/1.1 connection to give back to the pool once the body was read.
     pub give_back: Option<(Arc<Pool>, Sender)>,
 }
@@ -76,11 +78,16 @@ impl Outcome {
     /// Records `Event::CommandResult` and an `http_request` note.
     pub(crate) fn record(self, bytes: u64, complete: bool) {
         let error = (!complete).then(|| String::from("response body not completed"));
+        let masked = self.masked
+            + self
+                .masked_live
+                .as_ref()
+                .map_or(0, |m| m.load(std::sync::atomic::Ordering::Relaxed));
         let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let r1 = self.auth.record(Event::CommandResult {
             duration_ms,
             rows: Some(bytes),
-            masked_fields: self.masked,
+            masked_fields: masked,
             error: error.clone(),
         });
         let r2 = self.auth.record(Event::Note {
@@ -93,7 +100,7 @@ impl Outcome {
                 "status": self.status,
                 "bytes": bytes,
                 "duration_ms": duration_ms,
-                "masked_fields": self.masked,
+                "masked_fields": masked,
                 "complete": complete,
             }),
         });

@@ -156,3 +156,36 @@ async fn review_expires_then_a_grant_lets_the_retry_pass() {
         .await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_streams_are_masked_line_by_line() {
+    let up = upstream::start(None).await;
+    let gw = Gateway::start(up.addr, up.ca_path.clone(), kube()).await;
+    for version in ["--http1.1", "--http2"] {
+        let (status, body) = gw
+            .curl_async(&[
+                version,
+                "-N",
+                "-H",
+                &bearer(BOB),
+                &gw.url("/api/v1/namespaces/prod/pods?watch=true"),
+            ])
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let lines: Vec<serde_json::Value> = body
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3, "{body}");
+        assert_eq!(lines[0]["object"]["owner"], "[REDACTED:EMAIL]");
+        assert_eq!(lines[1]["object"]["ssn"], "[REDACTED:SSN]");
+        assert_eq!(lines[1]["object"]["ok"], true);
+        assert_eq!(lines[2]["type"], "DELETED");
+    }
+    let rec = gw.wait_recorded(r#""masked_fields":2"#).await;
+    assert!(
+        rec.contains(r#""text":"GET /api/v1/namespaces/prod/pods?watch=true","class":"read""#),
+        "{rec}"
+    );
+    assert!(rec.contains(r#""masked_fields":2"#), "{rec}");
+}

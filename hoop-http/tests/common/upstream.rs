@@ -11,8 +11,11 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use hoop_testkit::{TestCa, TestCert};
 use http::{HeaderMap, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use std::convert::Infallible;
+
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
@@ -59,15 +62,36 @@ fn deflate(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-fn resp(status: u16, ct: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+type B = UnsyncBoxBody<Bytes, Infallible>;
+
+fn resp(status: u16, ct: &str, body: impl Into<Bytes>) -> Response<B> {
     Response::builder()
         .status(status)
         .header("content-type", ct)
-        .body(Full::new(body.into()))
+        .body(Full::new(body.into()).boxed_unsync())
         .unwrap()
 }
 
-async fn route(mut req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Response<Full<Bytes>> {
+/// A chunked stream of watch events; the second event is split across two chunks.
+fn watch_stream() -> Response<B> {
+    let chunks: Vec<&'static str> = vec![
+        "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\"},\"owner\":\"x@corp.io\"}}\n",
+        "{\"type\":\"MODIFIED\",\"object\":{\"ssn\":\"1",
+        "23\",\"ok\":true}}\n{\"type\":\"DELETED\",\"object\":{}}\n",
+    ];
+    let stream = futures_util::stream::iter(chunks).then(|c| async move {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        Ok::<_, Infallible>(Frame::data(Bytes::from_static(c.as_bytes())))
+    });
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(StreamBody::new(stream).boxed_unsync())
+        .unwrap()
+}
+
+async fn route(mut req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Response<B> {
+    let watch = req.uri().query().is_some_and(|q| q.contains("watch=true"));
     let uri = req.uri().to_string();
     let path = req.uri().path().to_owned();
     seen.lock().unwrap().push(Seen {
@@ -80,6 +104,9 @@ async fn route(mut req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Respo
         version: req.version(),
         headers: req.headers().clone(),
     });
+    if watch {
+        return watch_stream();
+    }
     match path.as_str() {
         "/users" => resp(200, "application/json", USERS_JSON),
         "/gzip" => {
@@ -127,7 +154,7 @@ async fn route(mut req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Respo
     }
 }
 
-fn websocket(mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+fn websocket(mut req: Request<Incoming>) -> Response<B> {
     let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
         return resp(400, "text/plain", "not a websocket request");
     };
@@ -157,7 +184,7 @@ fn websocket(mut req: Request<Incoming>) -> Response<Full<Bytes>> {
         .header("upgrade", "websocket")
         .header("connection", "Upgrade")
         .header("sec-websocket-accept", accept)
-        .body(Full::new(Bytes::new()))
+        .body(Full::new(Bytes::new()).boxed_unsync())
         .unwrap()
 }
 
