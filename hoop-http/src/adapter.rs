@@ -215,20 +215,30 @@ async fn serve_session(
     let established = session.state.lock().await.take();
     drop(session);
     if let Some(est) = established {
-        match Arc::try_unwrap(est.auth) {
-            Ok(auth) => {
-                if let Err(e) = auth.finish(&reason).await {
-                    warn!(error = %e, "recording could not be finished");
+        // Response bodies still being dropped by HTTP/2 stream tasks hold the token for
+        // a moment after the connection ended.
+        let mut auth = est.auth;
+        for _ in 0..50 {
+            match Arc::try_unwrap(auth) {
+                Ok(a) => {
+                    if let Err(e) = a.finish(&reason).await {
+                        warn!(error = %e, "recording could not be finished");
+                    }
+                    return finish_result(result);
+                }
+                Err(shared) => {
+                    auth = shared;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
-            Err(auth) => {
-                warn!("session state still shared at its end; recording its end only");
-                let _ = auth.record(Event::End {
-                    reason: reason.clone(),
-                });
-            }
         }
+        warn!("session state still shared at its end; recording its end only");
+        let _ = auth.record(Event::End { reason });
     }
+    finish_result(result)
+}
+
+fn finish_result(result: Result<(), hyper::Error>) -> Result<(), HttpError> {
     match result {
         Ok(()) => Ok(()),
         // A client that goes away mid-request is not a gateway error.
@@ -470,10 +480,12 @@ impl Session {
         auth: &Authorized,
         out: OutgoingParts,
     ) -> Result<(Response<Incoming>, Option<Sender>), HttpError> {
-        let mut sender = match self.pool.take() {
-            Some(s) => s,
-            None => upstream::connect(auth, &self.inner.target).await?,
-        };
+        let mut sender = tokio::time::timeout(
+            self.inner.opts.upstream_timeout,
+            self.pool.get(auth, &self.inner.target),
+        )
+        .await
+        .map_err(|_| HttpError::Timeout("a free upstream connection"))??;
         let req = self.build_request(&sender, out)?;
         let resp = tokio::time::timeout(self.inner.opts.upstream_timeout, sender.send(req))
             .await
@@ -483,7 +495,7 @@ impl Session {
                 self.pool.put(sender);
                 (resp, None)
             }
-            Sender::H1(_) => (resp, Some(sender)),
+            Sender::H1(..) => (resp, Some(sender)),
         })
     }
 

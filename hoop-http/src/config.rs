@@ -140,8 +140,8 @@ impl HttpTarget {
 /// Options of the adapter.
 #[derive(Clone, Debug)]
 pub struct HttpOptions {
-    /// Upstream connections one session may hold open at once (HTTP/1.1 upstreams
-    /// serve one request at a time per connection).
+    /// HTTP/1.1 upstream connections one session may hold open at once (they serve one
+    /// request at a time; an HTTP/2 client multiplexing more requests waits for one).
     pub max_upstream_conns: usize,
     /// How long a request may wait for the target's response head.
     pub upstream_timeout: Duration,

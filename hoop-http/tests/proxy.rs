@@ -287,3 +287,37 @@ async fn hop_by_hop_headers_named_in_connection_are_removed() {
     }
     assert_eq!(seen.headers["x-kept"], "yes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiplexed_http2_client_over_bounded_http1_upstream_connections() {
+    let up = upstream::start(None).await;
+    let gw = Gateway::start(
+        up.addr,
+        up.ca_path.clone(),
+        Setup {
+            options: hoop_http::HttpOptions {
+                max_upstream_conns: 2,
+                ..Default::default()
+            },
+            ..Setup::default()
+        },
+    )
+    .await;
+    let alice = bearer(ALICE);
+    let urls: Vec<String> = (0..12).map(|i| gw.url(&format!("/slow?i={i}"))).collect();
+    let mut args: Vec<&str> = vec!["--http2", "--parallel", "-H", &alice];
+    args.extend(urls.iter().map(String::as_str));
+    let (status, out) = gw.curl_async(&args).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out.matches(r#"{"slow":true}"#).count(), 12, "{out}");
+    let conns = up.conns.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..=2).contains(&conns), "{conns} upstream connections");
+    // One client connection (one session) multiplexed the twelve requests.
+    let rec = gw.wait_recorded("session_end").await;
+    assert_eq!(
+        rec.matches("\"type\":\"session_start\"").count(),
+        1,
+        "{rec}"
+    );
+    assert_eq!(rec.matches("\"kind\":\"http_request\"").count(), 12);
+}

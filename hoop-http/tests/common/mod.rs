@@ -104,6 +104,7 @@ pub struct Setup {
     /// Require client certificates issued by this CA file.
     pub client_ca: Option<PathBuf>,
     pub credential: Option<UpstreamCredential>,
+    pub options: HttpOptions,
 }
 
 impl Default for Setup {
@@ -121,6 +122,7 @@ impl Default for Setup {
             credential: Some(UpstreamCredential::Bearer(Secret::Value(
                 UPSTREAM_TOKEN.into(),
             ))),
+            options: HttpOptions::default(),
         }
     }
 }
@@ -180,7 +182,7 @@ impl Gateway {
         .max_body(setup.max_body)
         .passthrough_over_limit(setup.passthrough);
         target.credential = setup.credential.clone();
-        let adapter = Arc::new(HttpAdapter::new(target, HttpOptions::default()));
+        let adapter = Arc::new(HttpAdapter::new(target, setup.options.clone()));
         let tokens = StaticTokenAuthenticator::new([
             StaticToken::new("alice", &hash_token(ALICE))
                 .unwrap()

@@ -34,6 +34,8 @@ pub struct Upstream {
     pub ca: TestCa,
     pub seen: Arc<Mutex<Vec<Seen>>>,
     pub dir: tempfile::TempDir,
+    /// TLS connections accepted.
+    pub conns: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Upstream {
@@ -133,6 +135,10 @@ async fn route(mut req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Respo
         }
         "/text" => resp(200, "text/plain", "hello\ncontact: bob@example.com\nbye\n"),
         "/bin" => resp(200, "application/octet-stream", "bob@example.com"),
+        "/slow" => {
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            resp(200, "application/json", r#"{"slow":true}"#)
+        }
         "/plain-json" => resp(200, "application/json", r#"{"ok":true,"n":[1,2,3]}"#),
         "/upload" => {
             let body = req.body_mut().collect().await.map(|b| b.to_bytes());
@@ -216,11 +222,14 @@ pub async fn start_issued(issue: impl FnOnce(&TestCa) -> TestCert) -> Upstream {
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();
+    let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = conns.clone();
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let (acceptor, s) = (acceptor.clone(), s.clone());
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
@@ -242,5 +251,6 @@ pub async fn start_issued(issue: impl FnOnce(&TestCa) -> TestCert) -> Upstream {
         ca,
         seen,
         dir,
+        conns,
     }
 }
