@@ -35,7 +35,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -386,6 +386,7 @@ impl Session {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let masking = !self.ctx.services.masker.is_noop();
         let (mut parts, body) = req.into_parts();
+        let bytes_in = Arc::new(AtomicU64::new(0));
         if let Err(e) = headers::prepare_request(
             &mut parts.headers,
             &self.inner.target,
@@ -404,7 +405,17 @@ impl Session {
             method: method.clone(),
             headers: parts.headers,
             path_and_query,
-            body: body.map_err(BoxError::from).boxed_unsync(),
+            body: {
+                let counter = bytes_in.clone();
+                body.map_frame(move |f| {
+                    if let Some(d) = f.data_ref() {
+                        counter.fetch_add(d.len() as u64, Ordering::Relaxed);
+                    }
+                    f
+                })
+                .map_err(BoxError::from)
+                .boxed_unsync()
+            },
         };
         let result = match client_upgrade {
             Some(on_client) => self.forward_upgrade(&auth, outgoing, on_client).await,
@@ -413,6 +424,7 @@ impl Session {
         match result {
             Ok((resp, give_back)) => {
                 let req = ForwardedRequest {
+                    bytes_in,
                     started,
                     method,
                     path,
@@ -572,6 +584,7 @@ impl Session {
         req: ForwardedRequest,
     ) -> Response<Body> {
         let ForwardedRequest {
+            bytes_in,
             started,
             method,
             path,
@@ -588,6 +601,7 @@ impl Session {
             status: parts.status.as_u16(),
             masked: 0,
             masked_live: None,
+            bytes_in,
             give_back: give_back.map(|s| (self.pool.clone(), s)),
         };
         if switching {
@@ -732,6 +746,7 @@ impl Session {
 
 /// What the response recording needs to know about its request.
 struct ForwardedRequest {
+    bytes_in: Arc<AtomicU64>,
     started: Instant,
     method: Method,
     path: String,

@@ -70,6 +70,8 @@ pub(crate) struct Outcome {
     pub masked: u64,
     /// Values masked by a streaming masker, counted as the body goes.
     pub masked_live: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// Request body bytes sent to the target so far.
+    pub bytes_in: Arc<std::sync::atomic::AtomicU64>,
     /// The HTTP/1.1 connection to give back to the pool once the body was read.
     pub give_back: Option<(Arc<Pool>, Sender)>,
 }
@@ -99,6 +101,7 @@ impl Outcome {
                 "decision": "allow",
                 "status": self.status,
                 "bytes": bytes,
+                "bytes_in": self.bytes_in.load(std::sync::atomic::Ordering::Relaxed),
                 "duration_ms": duration_ms,
                 "masked_fields": masked,
                 "complete": complete,

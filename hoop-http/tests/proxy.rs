@@ -268,6 +268,8 @@ async fn request_smuggling_is_refused() {
     assert!(out.contains(r#"{"received":4}"#), "{out}");
     let seen = up.last();
     assert!(seen.headers.get("connection").is_none());
+    let rec = gw.wait_recorded("\"bytes_in\":4").await;
+    assert!(rec.contains("\"bytes_in\":4"), "{rec}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
