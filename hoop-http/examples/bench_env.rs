@@ -138,8 +138,14 @@ async fn main() {
         Rule::allow("connect").actions(ActionMatch::connect()),
         Rule::allow("read").actions(ActionMatch::class(ActionClass::Read)),
     ]));
-    services.masker = Arc::new(KeyMasker);
-    services.recorder = Arc::new(JsonlRecorder::new(dir.path().join("rec")));
+    // HOOP_BENCH_MASK=0 / HOOP_BENCH_RECORD=0 switch masking / recording off (to see
+    // what each costs).
+    if std::env::var("HOOP_BENCH_MASK").as_deref() != Ok("0") {
+        services.masker = Arc::new(KeyMasker);
+    }
+    if std::env::var("HOOP_BENCH_RECORD").as_deref() != Ok("0") {
+        services.recorder = Arc::new(JsonlRecorder::new(dir.path().join("rec")));
+    }
     let server = Server::builder()
         .services(Arc::new(services))
         .listener(ListenerConfig::new("http", "127.0.0.1:0".parse().unwrap(), adapter).tls(tls))

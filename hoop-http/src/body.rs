@@ -101,6 +101,9 @@ pub fn decode(data: &[u8], coding: Coding, limit: usize) -> Result<Cow<'_, [u8]>
 /// JSON form. Returns the re-serialised document and the number of values masked, or
 /// `None` when nothing changed (the original bytes are then sent as they are).
 pub fn mask_json(masker: &dyn Masker, data: &[u8]) -> Result<Option<(Vec<u8>, u64)>, String> {
+    if data.iter().all(u8::is_ascii_whitespace) || !crate::scan::needs_masking(masker, data)? {
+        return Ok(None);
+    }
     let mut doc: Value =
         serde_json::from_slice(data).map_err(|e| format!("invalid JSON body: {e}"))?;
     let mut count = 0u64;
@@ -233,6 +236,8 @@ mod tests {
         assert_eq!(v["note"], "plain");
         assert!(mask_json(&M, br#"{"a":[1,"x"]}"#).unwrap().is_none());
         assert!(mask_json(&M, b"{not json").is_err());
+        assert!(mask_json(&M, b"").unwrap().is_none());
+        assert!(mask_json(&M, b" \n").unwrap().is_none());
     }
 
     #[test]

@@ -49,6 +49,7 @@ pub mod headers;
 pub mod kube;
 pub mod normalize;
 mod response;
+mod scan;
 pub mod stream;
 mod upstream;
 
