@@ -256,22 +256,7 @@ async fn cancel_request_reaches_the_right_backend() {
     let gw = Gateway::start(Setup::default()).await;
     let c = connect(&gw, BOB).await;
     let token = c.cancel_token();
-    let tls = {
-        let mut roots = rustls::RootCertStore::empty();
-        let pem = std::fs::read(&gw.ca_path).unwrap();
-        use rustls_pki_types::pem::PemObject;
-        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        tokio_postgres_rustls::MakeRustlsConnect::new(config)
-    };
+    let tls = common::tls_connector(&gw);
     let canceller = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(500)).await;
         token.cancel_query(tls).await
@@ -372,27 +357,52 @@ async fn error_detail_values_are_masked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn untrusted_target_certificate_fails_closed_with_reason() {
-    let other = hoop_testkit::TestCa::new("not-the-target-ca");
+async fn bad_target_certificates_fail_closed_with_their_reason() {
+    let ca = hoop_testkit::TestCa::new("target-ca");
     let dir = tempfile::tempdir().unwrap();
-    let wrong_ca = other.write_cert(dir.path(), "wrong.crt");
-    let gw = Gateway::start(Setup {
-        upstream_ca: Some(wrong_ca),
-        ..Setup::default()
-    })
-    .await;
-    let err = try_connect(&gw, BOB).await.err().unwrap();
-    let msg = err
-        .as_db_error()
-        .map(|d| d.message().to_owned())
-        .unwrap_or_default();
-    assert!(msg.contains("unknown_issuer"), "{err:?}");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let all = gw.all_recordings_text();
-    assert!(
-        all.contains("upstream TLS refused (unknown_issuer)"),
-        "{all}"
-    );
+    let ca_file = ca.write_cert(dir.path(), "target-ca.crt");
+    let untrusted = hoop_testkit::TestCa::new("not-the-target-ca");
+    for (cert, trusted, reason) in [
+        (ca.expired_server(), ca_file.clone(), "expired"),
+        (ca.wrong_host_server(), ca_file.clone(), "name_mismatch"),
+        (untrusted.server(), ca_file.clone(), "unknown_issuer"),
+    ] {
+        let gw = Gateway::start(Setup {
+            upstream_ca: Some(trusted),
+            pg_cert: Some(cert),
+            ..Setup::default()
+        })
+        .await;
+        let err = try_connect(&gw, BOB).await.err().unwrap();
+        let db = err.as_db_error().expect("a protocol-native error");
+        assert_eq!(db.code().code(), "08001");
+        assert!(db.message().contains(reason), "{reason}: {}", db.message());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let all = gw.all_recordings_text();
+        assert!(
+            all.contains(&format!("upstream TLS refused ({reason})")),
+            "{reason} not in the audit trail: {all}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_suspension_with_row_limits() {
+    let gw = Gateway::start(Setup::default()).await;
+    let mut c = connect(&gw, BOB).await;
+    let tx = c.transaction().await.unwrap();
+    let stmt = tx
+        .prepare("select email from users order by id")
+        .await
+        .unwrap();
+    let portal = tx.bind(&stmt, &[]).await.unwrap();
+    let first = tx.query_portal(&portal, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].get::<_, &str>(0), "[REDACTED:EMAIL]");
+    let rest = tx.query_portal(&portal, 10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].get::<_, &str>(0), "[REDACTED:EMAIL]");
+    tx.commit().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -504,24 +514,8 @@ async fn notifications_pass_through() {
     let gw = Gateway::start(Setup::default()).await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let listener = {
-        let mut roots = rustls::RootCertStore::empty();
-        let pem = std::fs::read(&gw.ca_path).unwrap();
-        use rustls_pki_types::pem::PemObject;
-        for c in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
-        let conn_str = format!(
-            "host=127.0.0.1 port={} user=x dbname=appdb password={BOB} sslmode=require",
-            gw.addr.port()
-        );
+        let tls = common::tls_connector(&gw);
+        let conn_str = common::tokio_conn_string(&gw, BOB);
         let (client, conn) = tokio_postgres::connect(&conn_str, tls).await.unwrap();
         tokio::spawn(async move {
             let mut conn = std::pin::pin!(conn);

@@ -251,11 +251,17 @@ impl PgServer {
         )
     }
 
-    /// Runs `sql` with psql as the superuser over TLS; returns stdout (unaligned, tuples
+    /// Runs `sql` with psql as the superuser over the server's Unix socket (so it works
+    /// whatever certificate the server presents); returns stdout (unaligned, tuples
     /// only). Panics on failure.
     pub fn psql(&self, dbname: &str, sql: &str) -> String {
         let out = Command::new("psql")
-            .arg(self.conn_string("postgres", &self.superuser_password, dbname))
+            .arg(format!(
+                "host={} port={} user=postgres password={} dbname={dbname}",
+                self.dir.path().display(),
+                self.port,
+                self.superuser_password
+            ))
             .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()
             .expect("run psql");
@@ -300,11 +306,14 @@ mod tests {
             ..PgOptions::default()
         });
         assert_eq!(pg.psql("appdb", "select 1").trim(), "1");
-        let ssl = pg.psql(
-            "postgres",
-            "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
-        );
-        assert_eq!(ssl.trim(), "t");
+        // A TCP client gets TLS, verified against the server's CA, and SCRAM.
+        let out = Command::new("psql")
+            .arg(pg.conn_string("app", "app-pw", "appdb"))
+            .args(["-X", "-A", "-t", "-c"])
+            .arg("select ssl from pg_stat_ssl where pid = pg_backend_pid()")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "t");
         let enc = pg.psql(
             "postgres",
             "select left(rolpassword, 13) from pg_authid where rolname = 'app'",

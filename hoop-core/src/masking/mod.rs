@@ -2,6 +2,63 @@
 //!
 //! Masking is synchronous and runs on the hot path: a value that needs no masking is
 //! returned borrowed (`Cow::Borrowed`), without allocation.
+//!
+//! [`RuleMasker`] combines field-name rules (`email`, `*_ssn`, `password`: the whole value
+//! is masked) with validating [`Detector`]s that find sensitive values inside any text:
+//! e-mail addresses, payment cards (Luhn), IBANs (mod-97), US SSNs, phone numbers, IPv4
+//! and IPv6 addresses, JWTs, AWS / GitHub / Slack credentials and PEM private keys. Each
+//! rule has a [`Strategy`]: redact (`[REDACTED:EMAIL]`), partial (`j***@example.com`) or a
+//! keyed pseudonym (`EMAIL_3f9a0c12d4e5`, HMAC-SHA256). A one-pass prefilter over the
+//! bytes stops only at candidate anchors, so clean text is scanned quickly and never
+//! copied. Masking is idempotent: masked output is never masked again.
+//!
+//! The masker is usable on its own, without a gateway — for example in a service that
+//! scrubs its log lines:
+//!
+//! ```
+//! use hoop_core::masking::{Detector, Field, Masker, RuleMasker, Strategy};
+//!
+//! let masker = RuleMasker::builder()
+//!     .all_detectors(Strategy::Redact)
+//!     .detector(Detector::Email, Strategy::Partial)
+//!     .detector(Detector::Ipv4, Strategy::KeyedHash)
+//!     .field_rule("password", Strategy::Redact)
+//!     .field_rule("*_ssn", Strategy::Partial)
+//!     .hmac_key("a key of at least sixteen bytes")
+//!     .build()
+//!     .expect("valid masking rules");
+//!
+//! let line = "login ok for jane.doe@example.com from 203.0.113.7, card 4111-1111-1111-1111";
+//! let masked = masker.mask(&Field::anonymous(), line);
+//! println!("{masked}");
+//! assert!(masked.starts_with("login ok for j***@example.com from IPV4_"));
+//! assert!(masked.ends_with(", card [REDACTED:CARD]"));
+//!
+//! // Field rules mask whole values; clean values come back borrowed.
+//! assert_eq!(masker.mask(&Field::named("Password"), "hunter2"), "[REDACTED]");
+//! let clean = masker.mask(&Field::named("city"), "Lisbon");
+//! assert!(matches!(clean, std::borrow::Cow::Borrowed("Lisbon")));
+//!
+//! // Adapters count masked values for the session recording.
+//! let (_, n) = masker.mask_counted(&Field::anonymous(), "a@example.com b@example.org");
+//! assert_eq!(n, 2);
+//! ```
+
+mod config;
+mod detector;
+mod detectors;
+mod masker;
+mod prefilter;
+mod rules;
+mod scan;
+mod strategy;
+pub mod validate;
+
+pub use config::{DetectorRule, FieldRuleConfig, MaskingConfig, MaskingConfigError};
+pub use detector::{Detector, DetectorSet};
+pub use masker::{RuleMasker, RuleMaskerBuilder};
+pub use rules::FieldRule;
+pub use strategy::Strategy;
 
 use std::borrow::Cow;
 
@@ -49,6 +106,16 @@ pub enum FieldKind {
 pub trait Masker: Send + Sync {
     /// Returns `value` unchanged (borrowed, no allocation) or a masked copy.
     fn mask<'v>(&self, field: &Field<'_>, value: &'v str) -> Cow<'v, str>;
+
+    /// Like [`mask`](Masker::mask), and also says how many sensitive values were masked in
+    /// `value` (0 when it comes back unchanged), so adapters can count masked fields.
+    ///
+    /// The default counts 1 when `mask` returned an owned (changed) value.
+    fn mask_counted<'v>(&self, field: &Field<'_>, value: &'v str) -> (Cow<'v, str>, u32) {
+        let out = self.mask(field, value);
+        let n = u32::from(matches!(out, Cow::Owned(_)));
+        (out, n)
+    }
 
     /// Whether a rule on the field's name alone masks every value of it (so an adapter
     /// can mask a typed column as a whole, e.g. replace it with NULL).

@@ -149,29 +149,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
                 tags::QUERY => {
                     let q = Query::parse(frame.body())?;
                     let cmd = self.cache.classify(q.sql);
-                    let started = Instant::now();
-                    match self.decide(&cmd, stop).await? {
-                        None => {
-                            self.expect(Expect::Query {
-                                cmd: Some(cmd),
-                                started,
-                                replace_error: None,
-                            })
-                            .await?;
-                            self.writer.push(frame.as_bytes()).await?;
-                        }
-                        Some(err) => {
-                            self.expect(Expect::Query {
-                                cmd: None,
-                                started,
-                                replace_error: Some(err),
-                            })
-                            .await?;
-                            self.writer
-                                .push(Query::encode(FAILING_STATEMENT).as_bytes())
-                                .await?;
-                        }
-                    }
+                    self.query_like(frame, cmd, stop).await?;
                 }
                 tags::PARSE => {
                     let p = Parse::parse(frame.body())?;
@@ -277,29 +255,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
                         text: "<FunctionCall message>".into(),
                         objects: Vec::new(),
                     });
-                    let started = Instant::now();
-                    match self.decide(&cmd, stop).await? {
-                        None => {
-                            self.expect(Expect::Query {
-                                cmd: Some(cmd),
-                                started,
-                                replace_error: None,
-                            })
-                            .await?;
-                            self.writer.push(frame.as_bytes()).await?;
-                        }
-                        Some(err) => {
-                            self.expect(Expect::Query {
-                                cmd: None,
-                                started,
-                                replace_error: Some(err),
-                            })
-                            .await?;
-                            self.writer
-                                .push(Query::encode(FAILING_STATEMENT).as_bytes())
-                                .await?;
-                        }
-                    }
+                    self.query_like(frame, cmd, stop).await?;
                 }
                 tags::FLUSH | tags::COPY_DATA | tags::COPY_DONE | tags::COPY_FAIL => {
                     self.writer.push(frame.as_bytes()).await?;
@@ -316,6 +272,40 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
                         detail: format!("unexpected message type {:?}", char::from(other)),
                     }));
                 }
+            }
+        }
+    }
+
+    /// A message answered up to ReadyForQuery (Query, FunctionCall): forwarded when
+    /// allowed, else replaced by a statement that fails so the target's transaction state
+    /// is what an error would leave, and the gateway's error replaces the target's.
+    async fn query_like(
+        &mut self,
+        frame: Frame,
+        cmd: Arc<Command>,
+        stop: &CancellationToken,
+    ) -> Result<(), PgError> {
+        let started = Instant::now();
+        match self.decide(&cmd, stop).await? {
+            None => {
+                self.expect(Expect::Query {
+                    cmd: Some(cmd),
+                    started,
+                    replace_error: None,
+                })
+                .await?;
+                self.writer.push(frame.as_bytes()).await
+            }
+            Some(err) => {
+                self.expect(Expect::Query {
+                    cmd: None,
+                    started,
+                    replace_error: Some(err),
+                })
+                .await?;
+                self.writer
+                    .push(Query::encode(FAILING_STATEMENT).as_bytes())
+                    .await
             }
         }
     }

@@ -66,6 +66,8 @@ pub struct Setup {
     pub read_only: bool,
     /// How the target authenticates the gateway.
     pub pg_auth: hoop_testkit::postgres::PgAuth,
+    /// The target's certificate (default: a good one from the target's own CA).
+    pub pg_cert: Option<hoop_testkit::TestCert>,
 }
 
 impl Default for Setup {
@@ -76,6 +78,7 @@ impl Default for Setup {
             hold: Duration::from_secs(20),
             read_only: false,
             pg_auth: hoop_testkit::postgres::PgAuth::Scram,
+            pg_cert: None,
         }
     }
 }
@@ -102,6 +105,7 @@ impl Gateway {
             users: vec![("app".into(), "app-secret".into())],
             databases: vec!["appdb".into()],
             auth: setup.pg_auth,
+            server_cert: setup.pg_cert.clone(),
             ..PgOptions::default()
         });
         pg.psql(
@@ -220,10 +224,8 @@ pub async fn connect(gw: &Gateway, token: &str) -> tokio_postgres::Client {
     try_connect(gw, token).await.unwrap()
 }
 
-pub async fn try_connect(
-    gw: &Gateway,
-    token: &str,
-) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+/// A rustls connector for tokio-postgres trusting the gateway's CA (and nothing else).
+pub fn tls_connector(gw: &Gateway) -> tokio_postgres_rustls::MakeRustlsConnect {
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(&gw.ca_path).unwrap();
     for c in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
@@ -236,14 +238,23 @@ pub async fn try_connect(
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
-    let (client, conn) = tokio_postgres::connect(
-        &gw.conn_string(token)
-            .replace("sslmode=verify-full", "sslmode=require")
-            .replace(&format!(" sslrootcert={}", gw.ca_path.display()), ""),
-        tls,
+    tokio_postgres_rustls::MakeRustlsConnect::new(config)
+}
+
+/// tokio-postgres connection string (TLS is verified by the connector's roots).
+pub fn tokio_conn_string(gw: &Gateway, token: &str) -> String {
+    format!(
+        "host=127.0.0.1 port={} user=anyone dbname=appdb password={token} sslmode=require",
+        gw.addr.port()
     )
-    .await?;
+}
+
+pub async fn try_connect(
+    gw: &Gateway,
+    token: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) =
+        tokio_postgres::connect(&tokio_conn_string(gw, token), tls_connector(gw)).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });

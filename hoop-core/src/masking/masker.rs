@@ -1,0 +1,386 @@
+//! [`RuleMasker`]: field-name rules plus detectors, built by [`RuleMaskerBuilder`] or from a
+//! [`MaskingConfig`].
+
+use super::config::{MaskingConfig, MaskingConfigError};
+use super::detector::{Detector, DetectorSet};
+use super::detectors::tokens;
+use super::prefilter::AnchorTable;
+use super::rules::{FieldRule, ssn_like_name};
+use super::scan::{Scan, ScanConfig};
+use super::strategy::{
+    FIELD_PSEUDO_LABEL, Strategy, is_pseudonym, write_partial, write_partial_generic,
+    write_pseudonym, write_redacted,
+};
+use super::{Field, Masker};
+use aws_lc_rs::hmac;
+use std::borrow::Cow;
+
+/// Extra passes over masked output (see [`RuleMasker::mask_counted`]).
+const MAX_RESCANS: usize = 8;
+
+/// The built-in masker: field-name rules first, then the detectors over the value.
+///
+/// * A field rule (first match wins) replaces the whole value; [`Masker::masks_field`]
+///   says so up front, so an adapter can mask a typed column as a whole.
+/// * Otherwise the enabled detectors scan the value: a prefilter finds candidate anchors,
+///   the exact detector validates around each, and matches are replaced left to right.
+///   A value without matches comes back borrowed, without allocation.
+/// * Masking is idempotent: outputs are never detected again, a match counts as a
+///   boundary for its neighbours, and when a replacement touches a neighbour that it could
+///   change (`x@y.com(555) 123-4567`) the output is scanned again (at most 8 times).
+/// * [`Masker::mask_counted`] also returns the number of replacements.
+///
+/// ```
+/// use hoop_core::masking::{Detector, Field, Masker, RuleMasker, Strategy};
+/// let m = RuleMasker::builder()
+///     .detector(Detector::Email, Strategy::Partial)
+///     .detector(Detector::CreditCard, Strategy::Redact)
+///     .field_rule("*_ssn", Strategy::Redact)
+///     .build()
+///     .unwrap();
+/// let out = m.mask(&Field::anonymous(), "paid with 4111 1111 1111 1111, mail jane@corp.com");
+/// assert_eq!(out, "paid with [REDACTED:CARD], mail j***@corp.com");
+/// ```
+pub struct RuleMasker {
+    field_rules: Vec<FieldRule>,
+    strategies: [Option<Strategy>; Detector::ALL.len()],
+    scan: ScanConfig,
+    ssn_bare: bool,
+    key: Option<hmac::Key>,
+}
+
+impl std::fmt::Debug for RuleMasker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleMasker")
+            .field("field_rules", &self.field_rules)
+            .field("detectors", &self.scan.set)
+            .field("ssn_bare", &self.ssn_bare)
+            .field("hmac_key", &self.key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Builder of a [`RuleMasker`].
+#[derive(Default)]
+pub struct RuleMaskerBuilder {
+    field_rules: Vec<FieldRule>,
+    strategies: [Option<Strategy>; Detector::ALL.len()],
+    ssn_bare: bool,
+    key: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for RuleMaskerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleMaskerBuilder")
+            .field("field_rules", &self.field_rules)
+            .field("strategies", &self.strategies)
+            .finish_non_exhaustive()
+    }
+}
+
+fn valid_label(l: &str) -> bool {
+    (1..=32).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+impl RuleMaskerBuilder {
+    /// Turns a detector on with a strategy (replacing an earlier strategy for it).
+    pub fn detector(mut self, d: Detector, strategy: Strategy) -> Self {
+        if let Some(slot) = self.strategies.get_mut(d as usize) {
+            *slot = Some(strategy);
+        }
+        self
+    }
+
+    /// Turns every detector on with one strategy.
+    pub fn all_detectors(mut self, strategy: Strategy) -> Self {
+        for d in Detector::ALL {
+            self = self.detector(d, strategy);
+        }
+        self
+    }
+
+    /// Adds a field-name rule (case-insensitive glob); rules are tried in order.
+    pub fn field_rule(mut self, pattern: &str, strategy: Strategy) -> Self {
+        self.field_rules.push(FieldRule::new(pattern, strategy));
+        self
+    }
+
+    /// Adds a field-name rule with a label (`[REDACTED:LABEL]`, `LABEL_<hex>`).
+    pub fn field_rule_labeled(mut self, pattern: &str, strategy: Strategy, label: &str) -> Self {
+        self.field_rules
+            .push(FieldRule::new(pattern, strategy).with_label(label));
+        self
+    }
+
+    /// The key of the keyed-hash strategy (at least 16 bytes).
+    pub fn hmac_key(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.key = Some(key.as_ref().to_vec());
+        self
+    }
+
+    /// Treat nine bare digits as an SSN in every field.
+    pub fn ssn_bare_digits(mut self, on: bool) -> Self {
+        self.ssn_bare = on;
+        self
+    }
+
+    /// Checks the rules and builds the masker.
+    pub fn build(self) -> Result<RuleMasker, MaskingConfigError> {
+        let uses_hash = self.strategies.contains(&Some(Strategy::KeyedHash))
+            || self
+                .field_rules
+                .iter()
+                .any(|r| r.strategy() == Strategy::KeyedHash);
+        for r in &self.field_rules {
+            if r.pattern().is_empty() {
+                return Err(MaskingConfigError::EmptyPattern);
+            }
+            if let Some(l) = r.label() {
+                if !valid_label(l) {
+                    return Err(MaskingConfigError::InvalidLabel(l.to_owned()));
+                }
+            }
+        }
+        let key = match self.key {
+            Some(k) if k.len() < 16 => return Err(MaskingConfigError::HmacKeyTooShort(k.len())),
+            Some(k) => Some(hmac::Key::new(hmac::HMAC_SHA256, &k)),
+            None if uses_hash => return Err(MaskingConfigError::MissingHmacKey),
+            None => None,
+        };
+        let set = Detector::ALL
+            .iter()
+            .zip(self.strategies.iter())
+            .filter(|(_, s)| s.is_some())
+            .fold(DetectorSet::empty(), |set, (d, _)| set.with(*d));
+        Ok(RuleMasker {
+            field_rules: self.field_rules,
+            strategies: self.strategies,
+            scan: ScanConfig {
+                set,
+                anchors: AnchorTable::new(set),
+            },
+            ssn_bare: self.ssn_bare,
+            key,
+        })
+    }
+}
+
+impl RuleMasker {
+    /// A builder with no rules.
+    pub fn builder() -> RuleMaskerBuilder {
+        RuleMaskerBuilder::default()
+    }
+
+    /// A masker from a deserialised configuration.
+    pub fn from_config(cfg: &MaskingConfig) -> Result<RuleMasker, MaskingConfigError> {
+        let mut b = RuleMasker::builder().ssn_bare_digits(cfg.ssn_bare_digits);
+        for d in &cfg.detectors {
+            b = b.detector(d.detector, d.strategy);
+        }
+        for r in &cfg.field_rules {
+            b = match &r.label {
+                Some(l) => b.field_rule_labeled(&r.pattern, r.strategy, l),
+                None => b.field_rule(&r.pattern, r.strategy),
+            };
+        }
+        if let Some(k) = &cfg.hmac_key {
+            b = b.hmac_key(k.as_bytes());
+        }
+        b.build()
+    }
+
+    /// The detectors that are on.
+    pub fn detectors(&self) -> DetectorSet {
+        self.scan.set
+    }
+
+    fn strategy(&self, d: Detector) -> Strategy {
+        self.strategies
+            .get(d as usize)
+            .copied()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// Appends the masked form of a detector match.
+    fn write_detected(&self, out: &mut String, d: Detector, value: &str) {
+        match (self.strategy(d), &self.key) {
+            (Strategy::Partial, _) => write_partial(out, d, value),
+            (Strategy::KeyedHash, Some(key)) => write_pseudonym(out, d.label(), key, value),
+            // Redact, and keyed hash without a key (refused by `build`): fail closed.
+            _ => write_redacted(out, Some(d.label())),
+        }
+    }
+
+    /// Masks a whole value by a field rule; borrowed when it already is masked.
+    fn mask_by_rule<'v>(&self, rule: &FieldRule, value: &'v str) -> Cow<'v, str> {
+        let mut out = String::new();
+        match (rule.strategy(), &self.key) {
+            (Strategy::Partial, _) => write_partial_generic(&mut out, value),
+            (Strategy::KeyedHash, Some(key)) => {
+                let label = rule.label().unwrap_or(FIELD_PSEUDO_LABEL);
+                if is_pseudonym(label, value) {
+                    return Cow::Borrowed(value);
+                }
+                write_pseudonym(&mut out, label, key, value);
+            }
+            _ => write_redacted(&mut out, rule.label()),
+        }
+        if out == value {
+            Cow::Borrowed(value)
+        } else {
+            Cow::Owned(out)
+        }
+    }
+
+    /// One pass of the detectors over `value`: the output, the number of replacements,
+    /// and whether a replacement touches a non-blank byte on either side.
+    fn scan_once<'v>(&self, value: &'v str, ssn_bare: bool) -> (Cow<'v, str>, u32, bool) {
+        let mut out: Option<String> = None;
+        let mut copied = 0usize;
+        let mut count = 0u32;
+        let mut touching = false;
+        let bytes = value.as_bytes();
+        for hit in Scan::new(value, &self.scan, ssn_bare) {
+            let (Some(before), Some(matched)) =
+                (value.get(copied..hit.start), value.get(hit.start..hit.end))
+            else {
+                continue;
+            };
+            let o = out.get_or_insert_with(|| String::with_capacity(value.len() + 16));
+            o.push_str(before);
+            let from = o.len();
+            self.write_detected(o, hit.detector, matched);
+            if !touching {
+                let written = o.get(from..).unwrap_or("").as_bytes();
+                let first = written.first().copied().unwrap_or(0);
+                let last = written.last().copied().unwrap_or(0);
+                touching = touches(bytes, hit.start, hit.end, first, last);
+            }
+            copied = hit.end;
+            count += 1;
+        }
+        match out {
+            None => (Cow::Borrowed(value), 0, false),
+            Some(mut o) => {
+                o.push_str(value.get(copied..).unwrap_or(""));
+                (Cow::Owned(o), count, touching)
+            }
+        }
+    }
+
+    fn field_rule(&self, field: &Field<'_>) -> Option<&FieldRule> {
+        self.field_rules.iter().find(|r| r.matches(field))
+    }
+}
+
+impl Masker for RuleMasker {
+    fn mask<'v>(&self, field: &Field<'_>, value: &'v str) -> Cow<'v, str> {
+        self.mask_counted(field, value).0
+    }
+
+    fn mask_counted<'v>(&self, field: &Field<'_>, value: &'v str) -> (Cow<'v, str>, u32) {
+        if let Some(rule) = self.field_rule(field) {
+            let out = self.mask_by_rule(rule, value);
+            let n = u32::from(matches!(out, Cow::Owned(_)));
+            return (out, n);
+        }
+        let set = self.scan.set;
+        if set.is_empty() {
+            return (Cow::Borrowed(value), 0);
+        }
+        let name = field.name.unwrap_or("");
+        // A secret key in a field named like one: the whole value.
+        if set.contains(Detector::AwsKey)
+            && tokens::is_secret_key_value(value.as_bytes())
+            && tokens::secret_key_name(name.as_bytes())
+        {
+            let mut out = String::new();
+            self.write_detected(&mut out, Detector::AwsKey, value);
+            return (Cow::Owned(out), 1);
+        }
+        let ssn_bare = self.ssn_bare || (set.contains(Detector::Ssn) && ssn_like_name(name));
+        let (first, mut count, mut touching) = self.scan_once(value, ssn_bare);
+        let Cow::Owned(mut out) = first else {
+            return (first, 0);
+        };
+        // A replacement changes what its neighbours see ("x.com(555) 123-4567": the
+        // phone number only has a boundary once the address is masked), so output with a
+        // replacement that touches a non-blank neighbour is scanned again until nothing
+        // changes: masking is idempotent. Blanks are a barrier for every detector.
+        for _ in 0..MAX_RESCANS {
+            if !touching {
+                break;
+            }
+            match self.scan_once(&out, ssn_bare) {
+                (Cow::Borrowed(_), _, _) => break,
+                (Cow::Owned(next), n, t) => {
+                    out = next;
+                    count += n;
+                    touching = t;
+                }
+            }
+        }
+        (Cow::Owned(out), count)
+    }
+
+    fn masks_field(&self, field: &Field<'_>) -> bool {
+        self.field_rule(field).is_some()
+    }
+
+    fn is_noop(&self) -> bool {
+        self.field_rules.is_empty() && self.scan.set.is_empty()
+    }
+}
+
+/// Whether replacing `start..end` (by output starting with byte `first` and ending with
+/// `last`) can change what a detector sees next to it, so the output must be scanned
+/// again:
+///
+/// * a neighbour that some detector parses or looks back across (letters, digits,
+///   `. - : / = + % _ @ ( )`), unless a blank follows it on the right or precedes it on
+///   the left: blanks and other punctuation are barriers, and the scan already treats a
+///   match as a boundary for the match right after it;
+/// * output that starts (ends) with a digit next to a number across one or two
+///   separators (digit groups and phone numbers are parsed across `' '`, `-`, `.`, `(`,
+///   `)`): the number's groups change.
+fn touches(bytes: &[u8], start: usize, end: usize, first: u8, last: u8) -> bool {
+    use super::prefilter::{at, before, run_end, run_start};
+    let barrier = |b: u8| {
+        b == 0
+            || b.is_ascii_whitespace()
+            || matches!(
+                b,
+                b',' | b';'
+                    | b'!'
+                    | b'?'
+                    | b'"'
+                    | b'\''
+                    | b'<'
+                    | b'>'
+                    | b'['
+                    | b']'
+                    | b'{'
+                    | b'}'
+                    | b'|'
+                    | b'`'
+                    | b'&'
+                    | b'#'
+                    | b'~'
+                    | b'*'
+            )
+    };
+    let blank = |b: u8| b == 0 || b.is_ascii_whitespace();
+    let left_b = before(bytes, start);
+    let right_b = at(bytes, end);
+    let left_open = !(barrier(left_b) || blank(before(bytes, start.saturating_sub(1))));
+    let right_open = !(barrier(right_b) || blank(at(bytes, end + 1)));
+    if left_open || right_open {
+        return true;
+    }
+    let sep = |b: u8| matches!(b, b' ' | b'-' | b'.' | b'(' | b')');
+    let left = run_start(bytes, start, 2, sep);
+    let right = run_end(bytes, end, 2, sep);
+    (first.is_ascii_digit() && left > 0 && left < start && at(bytes, left - 1).is_ascii_digit())
+        || (last.is_ascii_digit() && right > end && at(bytes, right).is_ascii_digit())
+}
