@@ -1,25 +1,25 @@
 //! The three HTTPS endpoints the `benches/http.sh` benchmark compares, on loopback:
 //! a hyper upstream (direct), hoop in front of it (TLS on both legs, token identity, a
-//! rule policy, JSON masking and JSON-lines recording), and nginx as a TLS reverse proxy
+//! rule policy, JSON masking with every detector of `RuleMasker` and JSON-lines recording), and nginx as a TLS reverse proxy
 //! in front of it (when nginx is installed).
 //!
 //! Prints `direct=URL`, `hoop=URL`, `nginx=URL`, `token=TOKEN`, then `READY`, and runs
 //! until its standard input closes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::borrow::Cow;
 use std::convert::Infallible;
 use std::io::Read;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use hoop_core::auth::{StaticToken, StaticTokenAuthenticator, hash_token};
+use hoop_core::masking::{RuleMasker, Strategy};
 use hoop_core::policy::{ActionMatch, Rule, RulePolicy};
 use hoop_core::recording::JsonlRecorder;
 use hoop_core::sequence::UpstreamSecurity;
 use hoop_core::server::{ListenerConfig, Server};
 use hoop_core::tls::{ServerTls, ServerTlsConfig, UpstreamRoots, UpstreamTls, UpstreamTlsConfig};
-use hoop_core::{ActionClass, Field, Masker, Resource, Services};
+use hoop_core::{ActionClass, Resource, Services};
 use hoop_http::{HttpAdapter, HttpOptions, HttpTarget};
 use hoop_testkit::TestCa;
 use hoop_testkit::nginx::{NginxOptions, NginxServer};
@@ -28,20 +28,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 const TOKEN: &str = "bench-token-0123456789abcdef";
-
-/// Masks values under a key named `secret` (absent from the bench bodies: the cost
-/// measured is inspecting the JSON, as for any masked resource).
-struct KeyMasker;
-
-impl Masker for KeyMasker {
-    fn mask<'v>(&self, field: &Field<'_>, value: &'v str) -> Cow<'v, str> {
-        if field.name == Some("secret") {
-            Cow::Owned("[REDACTED]".into())
-        } else {
-            Cow::Borrowed(value)
-        }
-    }
-}
 
 fn json_of(size: usize) -> Bytes {
     let mut items = Vec::new();
@@ -141,7 +127,14 @@ async fn main() {
     // HOOP_BENCH_MASK=0 / HOOP_BENCH_RECORD=0 switch masking / recording off (to see
     // what each costs).
     if std::env::var("HOOP_BENCH_MASK").as_deref() != Ok("0") {
-        services.masker = Arc::new(KeyMasker);
+        // Every detector plus a field rule: each string of the JSON is inspected.
+        services.masker = Arc::new(
+            RuleMasker::builder()
+                .all_detectors(Strategy::Redact)
+                .field_rule("password", Strategy::Redact)
+                .build()
+                .unwrap(),
+        );
     }
     if std::env::var("HOOP_BENCH_RECORD").as_deref() != Ok("0") {
         services.recorder = Arc::new(JsonlRecorder::new(dir.path().join("rec")));

@@ -123,11 +123,11 @@ fn walk(masker: &dyn Masker, key: Option<&str>, v: &mut Value, count: &mut u64) 
     };
     match v {
         Value::String(s) => {
-            if let Cow::Owned(m) = masker.mask(&field, s)
+            if let (Cow::Owned(m), n) = masker.mask_counted(&field, s)
                 && m != *s
             {
                 *s = m;
-                *count += 1;
+                *count += u64::from(n.max(1));
             }
         }
         Value::Array(items) => {
@@ -166,8 +166,8 @@ pub fn mask_text(masker: &dyn Masker, data: &[u8]) -> Result<Option<(Vec<u8>, u6
             Some(b) => (b, "\n"),
             None => (line, ""),
         };
-        match masker.mask(&field, body) {
-            Cow::Owned(m) if m != body => {
+        match masker.mask_counted(&field, body) {
+            (Cow::Owned(m), n) if m != body => {
                 if !changed {
                     out.reserve(text.len());
                     out.push_str(text.get(..pos).unwrap_or(""));
@@ -175,7 +175,7 @@ pub fn mask_text(masker: &dyn Masker, data: &[u8]) -> Result<Option<(Vec<u8>, u6
                 }
                 out.push_str(&m);
                 out.push_str(nl);
-                count += 1;
+                count += u64::from(n.max(1));
             }
             _ if changed => out.push_str(line),
             _ => {}

@@ -163,3 +163,41 @@ async fn body_over_the_limit_fails_closed_or_passes_through_when_configured() {
     let rec = gw.wait_recorded("mask_passthrough").await;
     assert!(rec.contains("mask_passthrough"), "{rec}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_masker_from_hoop_core() {
+    use hoop_core::masking::{Detector, RuleMasker, Strategy};
+    let masker = RuleMasker::builder()
+        .detector(Detector::Email, Strategy::Redact)
+        .field_rule("ssn", Strategy::Redact)
+        .build()
+        .unwrap();
+    let up = upstream::start(None).await;
+    let gw = Gateway::start(
+        up.addr,
+        up.ca_path.clone(),
+        Setup {
+            masker: std::sync::Arc::new(masker),
+            ..Setup::default()
+        },
+    )
+    .await;
+    for path in ["/users", "/gzip"] {
+        let (status, body) = gw
+            .curl_async(&["--compressed", "-H", &bearer(ALICE), &gw.url(path)])
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            !body.contains("example.com") && !body.contains("6789"),
+            "{body}"
+        );
+        assert_eq!(v["users"][0]["tags"][1], "mail:[REDACTED:EMAIL]", "{body}");
+        assert_eq!(v["users"][0]["tags"][0], "a");
+        assert_eq!(v["count"], 2);
+    }
+    let (_, body) = gw
+        .curl_async(&["-H", &bearer(ALICE), &gw.url("/text")])
+        .await;
+    assert_eq!(body, "hello\ncontact: [REDACTED:EMAIL]\nbye\n");
+}

@@ -105,6 +105,7 @@ pub struct Setup {
     pub client_ca: Option<PathBuf>,
     pub credential: Option<UpstreamCredential>,
     pub options: HttpOptions,
+    pub masker: Arc<dyn Masker>,
 }
 
 impl Default for Setup {
@@ -123,6 +124,7 @@ impl Default for Setup {
                 UPSTREAM_TOKEN.into(),
             ))),
             options: HttpOptions::default(),
+            masker: Arc::new(TestMasker),
         }
     }
 }
@@ -201,7 +203,7 @@ impl Gateway {
         let gate = InMemoryGate::new(GateConfig::default());
         let mut services = Services::new(Arc::new(chain));
         services.policy = Arc::new(policy());
-        services.masker = Arc::new(TestMasker);
+        services.masker = setup.masker.clone();
         services.recorder = Arc::new(JsonlRecorder::new(dir.path().join("rec")));
         services.approvals = Arc::new(gate.clone());
         services.approval_hold = setup.hold;

@@ -50,7 +50,7 @@ impl Upstream {
     }
 }
 
-pub const USERS_JSON: &str = r#"{"users":[{"id":1,"email":"alice@example.com","ssn":"123-45-6789","tags":["a","mail:x@y.z"]},{"id":2,"contacts":[{"kind":"mail","value":"bob@example.com"}],"ssn":987654321}],"count":2}"#;
+pub const USERS_JSON: &str = r#"{"users":[{"id":1,"email":"alice@example.com","ssn":"123-45-6789","tags":["a","mail:xy@corp.io"]},{"id":2,"contacts":[{"kind":"mail","value":"bob@example.com"}],"ssn":987654321}],"count":2}"#;
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
