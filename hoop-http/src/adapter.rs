@@ -25,7 +25,8 @@
 //!
 //! ## Upgrades
 //!
-//! HTTP/1.1 `Upgrade` requests (WebSocket, SPDY) allowed by the policy are sent on a
+//! HTTP/1.1 `Upgrade` requests for WebSocket or SPDY (others, like `h2c`, get 400: an
+//! `h2c` tunnel would carry requests past the policy) allowed by the policy are sent on a
 //! dedicated target connection; on `101` both sides are upgraded and relayed byte for
 //! byte with [`hoop_core::relay::relay`]; the opening and the end are recorded as notes.
 //! The target's TLS settings must then offer `http/1.1` (a target that picks `h2` by ALPN
@@ -355,6 +356,15 @@ impl Session {
                 );
             }
         };
+        let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
+        if upgrade && !headers::upgrade_allowed(req.headers()) {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "only websocket and SPDY upgrades are relayed",
+                None,
+            );
+        }
         let query = req.uri().query().map(str::to_owned);
         let auth = match self.authorized(req.headers()).await {
             Ok(a) => a,
@@ -382,7 +392,6 @@ impl Session {
             }
             Err(e) => return self.recording_failed(&e),
         }
-        let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let masking = !self.ctx.services.masker.is_noop();
         let (mut parts, body) = req.into_parts();

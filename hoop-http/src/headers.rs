@@ -41,6 +41,21 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
         })
 }
 
+/// True when the requested upgrade is one the gateway relays: `websocket`, or `SPDY/x`
+/// (kubectl exec / attach / port-forward). Others, `h2c` above all (it would turn the
+/// connection into an HTTP/2 tunnel past the per-request policy), are refused.
+pub fn upgrade_allowed(headers: &HeaderMap) -> bool {
+    let Some(v) = headers.get(header::UPGRADE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mut protocols = v.split(',').map(str::trim).peekable();
+    protocols.peek().is_some()
+        && protocols.all(|p| {
+            let name = p.split('/').next().unwrap_or("");
+            name.eq_ignore_ascii_case("websocket") || name.eq_ignore_ascii_case("spdy")
+        })
+}
+
 /// Removes hop-by-hop headers, and those the `Connection` header names. With `upgrade`,
 /// `Upgrade` and `Connection: upgrade` are kept (and nothing else the client listed).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
@@ -267,6 +282,23 @@ mod tests {
         assert_eq!(h["connection"], "upgrade");
         strip_hop_by_hop(&mut h2, false);
         assert!(h2.is_empty());
+    }
+
+    #[test]
+    fn allowed_upgrades() {
+        let mut h = HeaderMap::new();
+        assert!(!upgrade_allowed(&h));
+        for (v, ok) in [
+            ("websocket", true),
+            ("WebSocket", true),
+            ("SPDY/3.1", true),
+            ("h2c", false),
+            ("websocket, h2c", false),
+            ("tls/1.2", false),
+        ] {
+            h.insert("upgrade", HeaderValue::from_static(v));
+            assert_eq!(upgrade_allowed(&h), ok, "{v}");
+        }
     }
 
     #[test]

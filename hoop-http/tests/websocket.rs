@@ -91,3 +91,21 @@ async fn denied_upgrade_is_not_forwarded() {
     }
     assert!(up.seen().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_upgrade_is_refused() {
+    let up = upstream::start(None).await;
+    let gw = Gateway::start(up.addr, up.ca_path.clone(), Setup::default()).await;
+    let mut tls = tls_client(&gw).await;
+    let req = format!(
+        "GET / HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ALICE}\r\n\
+         Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+    );
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tls.read(&mut buf).await.unwrap();
+    let out = String::from_utf8_lossy(&buf[..n]);
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(up.seen().is_empty());
+}
