@@ -180,6 +180,7 @@ async fn serve_session(
     let result = if h2 {
         let conn = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(inner.opts.max_header_bytes).unwrap_or(u32::MAX))
             .serve_connection(io, svc);
         let mut conn = pin!(conn);
         tokio::select! {

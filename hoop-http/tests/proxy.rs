@@ -323,3 +323,31 @@ async fn multiplexed_http2_client_over_bounded_http1_upstream_connections() {
     );
     assert_eq!(rec.matches("\"kind\":\"http_request\"").count(), 12);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_heads_are_refused() {
+    let up = upstream::start(None).await;
+    let gw = Gateway::start(up.addr, up.ca_path.clone(), Setup::default()).await;
+    let big = format!("X-Big: {}", "a".repeat(100 << 10));
+    for version in ["--http1.1", "--http2"] {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                version,
+                "--resolve",
+            ])
+            .arg(format!("localhost:{}:127.0.0.1", gw.addr.port()))
+            .arg("--cacert")
+            .arg(&gw.ca_path)
+            .args(["-H", &bearer(ALICE), "-H", &big, &gw.url("/big-head")])
+            .output()
+            .unwrap();
+        let code = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_ne!(code, "200", "{version}");
+    }
+    assert!(up.seen().iter().all(|s| s.uri != "/big-head"));
+}
