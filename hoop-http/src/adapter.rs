@@ -61,6 +61,7 @@ use crate::command::command;
 use crate::config::{HttpOptions, HttpTarget};
 use crate::error::{BoxError, HttpError};
 use crate::headers;
+use crate::idle::{Activity, IdleIo};
 use crate::normalize::normalize_path;
 use crate::response::{Outcome, Recorded, empty, error_response, full};
 use crate::stream::{LineMasked, is_line_stream};
@@ -175,7 +176,10 @@ async fn serve_session(
             async move { Ok::<_, Infallible>(s.handle(req).await) }
         })
     };
-    let io = TokioIo::new(stream);
+    // The upgraded connections are not counted: they have their own idle timeout in the
+    // relay, and the HTTP connection has handed them over.
+    let activity = Activity::new();
+    let io = TokioIo::new(IdleIo::new(stream, activity.clone()));
     let grace = Duration::from_secs(5);
     let result = if h2 {
         let conn = http2::Builder::new(TokioExecutor::new())
@@ -188,6 +192,16 @@ async fn serve_session(
             () = ctx.cancel.cancelled() => {
                 conn.as_mut().graceful_shutdown();
                 tokio::time::timeout(grace, conn).await.unwrap_or(Ok(()))
+            }
+            // Silent for the idle timeout: stop taking requests; the ones in flight
+            // (a quiet watch) go on to their end.
+            () = activity.idle(ctx.idle_timeout) => {
+                debug!("client connection idle: closing");
+                conn.as_mut().graceful_shutdown();
+                tokio::select! {
+                    r = conn.as_mut() => r,
+                    () = ctx.cancel.cancelled() => Ok(()),
+                }
             }
         }
     } else {
@@ -203,6 +217,16 @@ async fn serve_session(
             () = ctx.cancel.cancelled() => {
                 conn.as_mut().graceful_shutdown();
                 tokio::time::timeout(grace, conn).await.unwrap_or(Ok(()))
+            }
+            // Silent for the idle timeout: stop taking requests; the ones in flight
+            // (a quiet watch) go on to their end.
+            () = activity.idle(ctx.idle_timeout) => {
+                debug!("client connection idle: closing");
+                conn.as_mut().graceful_shutdown();
+                tokio::select! {
+                    r = conn.as_mut() => r,
+                    () = ctx.cancel.cancelled() => Ok(()),
+                }
             }
         }
     };

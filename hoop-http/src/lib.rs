@@ -46,6 +46,7 @@ pub mod command;
 pub mod config;
 pub mod error;
 pub mod headers;
+mod idle;
 pub mod kube;
 pub mod normalize;
 mod response;

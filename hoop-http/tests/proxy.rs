@@ -351,3 +351,56 @@ async fn oversized_request_heads_are_refused() {
     }
     assert!(up.seen().iter().all(|s| s.uri != "/big-head"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_client_connections_are_closed() {
+    let up = upstream::start(None).await;
+    let gw = Gateway::start(
+        up.addr,
+        up.ca_path.clone(),
+        Setup {
+            idle: Some(std::time::Duration::from_millis(300)),
+            ..Setup::default()
+        },
+    )
+    .await;
+    // HTTP/2: one request, then silence; the gateway sends GOAWAY and closes.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(gw.gw_ca.cert_der()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(hoop_core::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri(gw.url("/h2-idle"))
+        .header("authorization", format!("Bearer {ALICE}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    drop(resp);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(20), conn).await;
+    assert!(ended.is_ok(), "the idle HTTP/2 connection was not closed");
+    // HTTP/1.1 keep-alive: one request, then silence; the gateway closes.
+    let req = format!(
+        "GET /h1-idle HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ALICE}\r\n\r\n"
+    );
+    let out = raw_exchange(&gw, &req).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let rec = gw.wait_recorded("/h1-idle").await;
+    assert_eq!(rec.matches("\"type\":\"session_end\"").count(), 2, "{rec}");
+}

@@ -106,6 +106,8 @@ pub struct Setup {
     pub credential: Option<UpstreamCredential>,
     pub options: HttpOptions,
     pub masker: Arc<dyn Masker>,
+    /// Listener idle timeout.
+    pub idle: Option<Duration>,
 }
 
 impl Default for Setup {
@@ -125,6 +127,7 @@ impl Default for Setup {
             ))),
             options: HttpOptions::default(),
             masker: Arc::new(TestMasker),
+            idle: None,
         }
     }
 }
@@ -207,9 +210,14 @@ impl Gateway {
         services.recorder = Arc::new(JsonlRecorder::new(dir.path().join("rec")));
         services.approvals = Arc::new(gate.clone());
         services.approval_hold = setup.hold;
+        let mut listener =
+            ListenerConfig::new("http", "127.0.0.1:0".parse().unwrap(), adapter).tls(tls);
+        if let Some(idle) = setup.idle {
+            listener = listener.idle_timeout(idle);
+        }
         let server = Server::builder()
             .services(Arc::new(services))
-            .listener(ListenerConfig::new("http", "127.0.0.1:0".parse().unwrap(), adapter).tls(tls))
+            .listener(listener)
             .build()
             .await
             .unwrap();
