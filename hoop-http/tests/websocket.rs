@@ -109,3 +109,61 @@ async fn h2c_upgrade_is_refused() {
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
     assert!(up.seen().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spdy_upgrade_relays_bytes_and_kube_exec_is_admin() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = upstream::start(None).await;
+    let gw = Gateway::start(up.addr, up.ca_path.clone(), Setup::default()).await;
+    let mut tls = tls_client(&gw).await;
+    let req = format!(
+        "POST /spdy HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ALICE}\r\n\
+         Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nContent-Length: 0\r\n\r\n"
+    );
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tls.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: spdy/3.1"), "{head}");
+    let payload: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    let (mut r, mut w) = tokio::io::split(tls);
+    let writer = tokio::spawn(async move {
+        w.write_all(&payload).await.unwrap();
+        w
+    });
+    let mut back = vec![0u8; 100_000];
+    r.read_exact(&mut back).await.unwrap();
+    assert!(back.iter().zip((0..=255u8).cycle()).all(|(a, b)| *a == b));
+    drop(writer.await.unwrap());
+    drop(r);
+    let rec = gw.wait_recorded("upgrade_close").await;
+    assert!(rec.contains(r#""protocol":"SPDY/3.1""#), "{rec}");
+
+    // On a Kubernetes resource, exec is class admin: refused before any upgrade.
+    let gw = Gateway::start(
+        up.addr,
+        up.ca_path.clone(),
+        Setup {
+            protocol: "kubernetes",
+            ..Setup::default()
+        },
+    )
+    .await;
+    let mut tls = tls_client(&gw).await;
+    let req = format!(
+        "POST /api/v1/namespaces/prod/pods/x/exec?command=sh HTTP/1.1\r\nHost: localhost\r\n\
+         Authorization: Bearer {ALICE}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tls.read(&mut buf).await.unwrap();
+    let out = String::from_utf8_lossy(&buf[..n]);
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    assert!(up.seen().iter().all(|s| !s.uri.contains("exec")));
+}

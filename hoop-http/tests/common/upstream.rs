@@ -152,6 +152,7 @@ async fn route(mut req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Respo
             }
         }
         "/ws" => websocket(req),
+        "/spdy" => raw_echo_upgrade(req),
         _ => resp(
             200,
             "application/json",
@@ -190,6 +191,23 @@ fn websocket(mut req: Request<Incoming>) -> Response<B> {
         .header("upgrade", "websocket")
         .header("connection", "Upgrade")
         .header("sec-websocket-accept", accept)
+        .body(Full::new(Bytes::new()).boxed_unsync())
+        .unwrap()
+}
+
+/// `Upgrade: SPDY/3.1` answered with 101, then every byte echoed (enough to stand in for
+/// a kubelet stream).
+fn raw_echo_upgrade(mut req: Request<Incoming>) -> Response<B> {
+    let on = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(up) = on.await else { return };
+        let (mut r, mut w) = tokio::io::split(TokioIo::new(up));
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("upgrade", "SPDY/3.1")
+        .header("connection", "Upgrade")
         .body(Full::new(Bytes::new()).boxed_unsync())
         .unwrap()
 }
