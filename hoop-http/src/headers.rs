@@ -161,7 +161,14 @@ pub fn prepare_request(
     upgrade: bool,
     masking: bool,
 ) -> Result<(), String> {
+    // `TE: trailers` is end-to-end in meaning (gRPC needs it): kept, nothing else is.
+    let te_trailers = headers
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     strip_hop_by_hop(headers, upgrade);
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     headers.remove(header::AUTHORIZATION);
     strip_cookies(headers, &target.strip_cookies);
     headers.remove(header::FORWARDED);
@@ -243,7 +250,7 @@ mod tests {
             HeaderValue::from_static("keep-alive, x-secret"),
         );
         h.insert("x-secret", HeaderValue::from_static("1"));
-        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("te", HeaderValue::from_static("trailers, deflate"));
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
         h.insert("cookie", HeaderValue::from_static("a=1; session=abc; b=2"));
         h.insert(
@@ -268,6 +275,21 @@ mod tests {
         assert_eq!(h["host"], "api.internal");
         assert_eq!(h["cookie"], "a=1; b=2");
         assert_eq!(h["accept-encoding"], "gzip;q=0.5");
+    }
+
+    #[test]
+    fn te_trailers_is_kept() {
+        let mut h = HeaderMap::new();
+        h.insert("te", HeaderValue::from_static("trailers"));
+        prepare_request(
+            &mut h,
+            &target(),
+            "10.1.2.3:5555".parse().unwrap(),
+            false,
+            false,
+        )
+        .unwrap();
+        assert_eq!(h["te"], "trailers");
     }
 
     #[test]
