@@ -278,6 +278,40 @@ mod tests {
     }
 
     #[test]
+    fn basic_and_named_header_credentials_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let mut t = target();
+        t.credential = Some(UpstreamCredential::Basic {
+            user: "svc".into(),
+            password: Secret::File(file.clone()),
+        });
+        let mut h = HeaderMap::new();
+        prepare_request(&mut h, &t, "10.0.0.1:1".parse().unwrap(), false, false).unwrap();
+        // base64("svc:s3cret")
+        assert_eq!(h["authorization"], "Basic c3ZjOnMzY3JldA==");
+        assert!(h["authorization"].is_sensitive());
+        t.credential = Some(UpstreamCredential::Header {
+            name: "X-Api-Key".into(),
+            value: Secret::File(file),
+        });
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer client"));
+        prepare_request(&mut h, &t, "10.0.0.1:1".parse().unwrap(), false, false).unwrap();
+        assert_eq!(h["x-api-key"], "s3cret");
+        assert!(h.get("authorization").is_none());
+        // A missing secret fails the request (never forwarded without its credential).
+        t.credential = Some(UpstreamCredential::Bearer(Secret::Env(
+            "HOOP_HTTP_TEST_UNSET_VARIABLE".into(),
+        )));
+        let err =
+            prepare_request(&mut h, &t, "10.0.0.1:1".parse().unwrap(), false, false).unwrap_err();
+        assert!(err.contains("HOOP_HTTP_TEST_UNSET_VARIABLE"));
+        assert!(!format!("{:?}", Secret::Value("zq987".into())).contains("zq987"));
+    }
+
+    #[test]
     fn te_trailers_is_kept() {
         let mut h = HeaderMap::new();
         h.insert("te", HeaderValue::from_static("trailers"));
