@@ -167,3 +167,36 @@ async fn spdy_upgrade_relays_bytes_and_kube_exec_is_admin() {
     assert!(out.starts_with("HTTP/1.1 403"), "{out}");
     assert!(up.seen().iter().all(|s| !s.uri.contains("exec")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_session_ends_an_upgraded_connection() {
+    let up = upstream::start(None).await;
+    let gw = Gateway::start(up.addr, up.ca_path.clone(), Setup::default()).await;
+    let mut req = format!("wss://localhost:{}/ws", gw.addr.port())
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", bearer(ALICE)[15..].parse().unwrap());
+    let tls = tls_client(&gw).await;
+    let (mut ws, _) = tokio_tungstenite::client_async(req, tls).await.unwrap();
+    ws.send(Message::text("ping")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("ping"));
+    let registry = gw.handle.as_ref().unwrap().registry();
+    let live = registry.live();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].user.as_deref(), Some("alice"));
+    assert!(registry.kill(live[0].id));
+    // The relay stops: the stream ends (or errors) instead of echoing.
+    let end = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the upgraded connection outlived the kill");
+    let rec = gw.wait_recorded("session_end").await;
+    assert!(rec.contains(r#""end":"cancelled""#), "{rec}");
+}
