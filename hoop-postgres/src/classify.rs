@@ -354,10 +354,74 @@ fn verb_of(stmt: &Statement) -> String {
 }
 
 /// A bounded cache of classifications by query text.
+///
+/// Besides exact texts, the cache keys statements by their *literal shape*: the text
+/// with every standalone number (an ASCII digit run between non-identifier characters,
+/// at most 18 digits) replaced by a marker. `SELECT ... WHERE aid = 17` and `... = 42`
+/// then share one parse: their classes, verbs and objects are necessarily the same
+/// (classification never depends on the value of a number, and an identifier never
+/// starts with a digit). Texts holding `"` (quoted identifiers can contain such
+/// digits), `\` or `&` (escapes in `E''` / `U&''` strings decode digits into letters)
+/// are only cached exactly.
 #[derive(Debug)]
 pub struct ClassCache {
     map: Mutex<HashMap<String, Arc<Command>>>,
     capacity: usize,
+}
+
+/// Start of every shape key (a NUL never occurs in a query text, so a shape key never
+/// equals an exact one).
+const SHAPE_MARK: char = '\0';
+
+/// Longest digit run replaced (fits every integer type the parser reads, u64 and i64).
+const MAX_SHAPE_DIGITS: usize = 18;
+
+fn is_ident_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || !b.is_ascii()
+}
+
+/// The literal shape of `sql` (see [`ClassCache`]), or `None` when it has no number to
+/// replace or may not be shaped.
+pub fn literal_shape(sql: &str) -> Option<String> {
+    let bytes = sql.as_bytes();
+    if !bytes.iter().any(u8::is_ascii_digit)
+        || bytes.iter().any(|b| matches!(b, b'"' | b'\\' | b'&' | 0))
+    {
+        return None;
+    }
+    let mut key = String::with_capacity(sql.len() + 1);
+    key.push(SHAPE_MARK);
+    let mut changed = false;
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let Some(&b) = bytes.get(i) else { break };
+        if !b.is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while bytes.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        let before = start.checked_sub(1).and_then(|j| bytes.get(j)).copied();
+        let after = bytes.get(i).copied();
+        if i - start <= MAX_SHAPE_DIGITS
+            && !before.is_some_and(is_ident_byte)
+            && !after.is_some_and(is_ident_byte)
+        {
+            // Runs are ASCII and bounded by ASCII bytes: char boundaries.
+            key.push_str(sql.get(copied..start)?);
+            key.push(SHAPE_MARK);
+            copied = i;
+            changed = true;
+        }
+    }
+    if !changed {
+        return None;
+    }
+    key.push_str(sql.get(copied..)?);
+    Some(key)
 }
 
 impl ClassCache {
@@ -369,13 +433,33 @@ impl ClassCache {
         }
     }
 
+    fn get(&self, key: &str) -> Option<Arc<Command>> {
+        self.map.lock().ok()?.get(key).cloned()
+    }
+
     /// The classification of `sql`, parsing it only on a miss. Texts over 64 KiB are
     /// classified but not cached.
     pub fn classify(&self, sql: &str) -> Arc<Command> {
-        if let Ok(map) = self.map.lock()
-            && let Some(c) = map.get(sql)
+        if let Some(c) = self.get(sql) {
+            return c;
+        }
+        let shape = if sql.len() <= 64 * 1024 {
+            literal_shape(sql)
+        } else {
+            None
+        };
+        if let Some(key) = &shape
+            && let Some(c) = self.get(key)
         {
-            return c.clone();
+            if c.text == sql {
+                return c;
+            }
+            return Arc::new(Command {
+                class: c.class,
+                verb: c.verb.clone(),
+                text: sql.to_owned(),
+                objects: c.objects.clone(),
+            });
         }
         let c = Arc::new(classify(sql));
         if sql.len() <= 64 * 1024
@@ -384,7 +468,7 @@ impl ClassCache {
             if map.len() >= self.capacity {
                 map.clear();
             }
-            map.insert(sql.to_owned(), c.clone());
+            map.insert(shape.unwrap_or_else(|| sql.to_owned()), c.clone());
         }
         c
     }
@@ -499,5 +583,101 @@ mod tests {
         cache.classify("select 2");
         cache.classify("select 3");
         assert!(cache.len() <= 2);
+    }
+
+    #[test]
+    fn literal_shapes() {
+        let s = |q: &str| literal_shape(q);
+        assert_eq!(
+            s("select a from t where id = 17;"),
+            s("select a from t where id = 123456;")
+        );
+        assert!(s("select a from t where id = 17").is_some());
+        assert_eq!(s("select 1.5"), s("select 22.75"));
+        assert_eq!(s("select 1e5"), None, "exponent digits touch letters");
+        // Digits inside identifiers, parameters and hex-like tokens stay.
+        assert_eq!(s("select * from t1"), None);
+        assert_eq!(s("select $1"), None);
+        assert_ne!(s("select 1 from t1"), s("select 1 from t2"));
+        assert_eq!(s("select 0x1f"), None);
+        assert_eq!(s("select a from s1.t2 where b = x3"), None);
+        // Quoted identifiers and escapes: exact texts only.
+        assert_eq!(s("select 1 from \"t 1\""), None);
+        assert_eq!(s("set application_name = E'\\162ole'"), None);
+        assert_eq!(s("select U&'d!0061t' uescape '!'"), None);
+        // Runs too long to fit an integer stay.
+        assert_eq!(s("select 1234567890123456789"), None);
+        assert_eq!(s("no digits"), None);
+        let k = s("é1 = 2").unwrap();
+        assert!(k.contains("é1"));
+    }
+
+    proptest::proptest! {
+        /// A statement classified through a shape entry made by another statement of the
+        /// same shape gets exactly what parsing it would give.
+        #[test]
+        fn shape_sharing_equals_parsing(
+            t in 0usize..12,
+            a in proptest::collection::vec(0u64..1_000_000_000, 3),
+            b in proptest::collection::vec(0u64..1_000_000_000, 3),
+        ) {
+            const TEMPLATES: &[&str] = &[
+                "select abalance from pgbench_accounts where aid = {};",
+                "update t1 set a = {} where id = {} and b < {}",
+                "delete from t where id = {} or {} = {}",
+                "select * from t2 limit {} offset {}; drop table x{}",
+                "select {}.{} , 'str {}' from s1.t",
+                "insert into t values ({}, '{}', {}.5)",
+                "select pg_terminate_backend({})",
+                "set statement_timeout = {}",
+                "select a::varchar({}) , b::numeric({},{}) from t",
+                "copy (select {} from t) to stdout",
+                "explain analyze delete from t where a > {}",
+                "select * from t where a in ({}, {}, {}) for update",
+            ];
+            let fill = |v: &[u64]| {
+                let mut out = String::new();
+                let mut it = v.iter();
+                for (i, part) in TEMPLATES[t].split("{}").enumerate() {
+                    if i > 0 {
+                        out.push_str(&it.next().copied().unwrap_or(0).to_string());
+                    }
+                    out.push_str(part);
+                }
+                out
+            };
+            let (first, second) = (fill(&a), fill(&b));
+            let cache = ClassCache::new(100);
+            cache.classify(&first);
+            let shared = cache.classify(&second);
+            let fresh = classify(&second);
+            proptest::prop_assert_eq!(&*shared, &fresh);
+        }
+    }
+
+    #[test]
+    fn shape_hits_keep_text_and_class() {
+        let cache = ClassCache::new(100);
+        let a = cache.classify("select abalance from pgbench_accounts where aid = 17;");
+        let b = cache.classify("select abalance from pgbench_accounts where aid = 99;");
+        assert_eq!(cache.len(), 1, "one entry for both texts");
+        assert_eq!(
+            b.text,
+            "select abalance from pgbench_accounts where aid = 99;"
+        );
+        assert_eq!(a.class, b.class);
+        assert_eq!(a.objects, b.objects);
+        assert_eq!(a.verb, b.verb);
+        // Different shapes do not share.
+        let d = cache.classify("update t set a = 1");
+        let w = cache.classify("update t set a = 1 where id = 2");
+        assert_eq!(d.class, Destructive);
+        assert_eq!(w.class, Write);
+        let w2 = cache.classify("update t set a = 5 where id = 9");
+        assert_eq!(w2.class, Write);
+        assert_eq!(w2.text, "update t set a = 5 where id = 9");
+        // A repeated text gets the very same entry.
+        let b2 = cache.classify("select abalance from pgbench_accounts where aid = 17;");
+        assert!(Arc::ptr_eq(&a, &b2));
     }
 }

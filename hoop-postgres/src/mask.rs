@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 
+use bytes::BytesMut;
 use hoop_core::{Field, FieldKind, Masker};
 
 use crate::codec::Frame;
@@ -96,37 +97,78 @@ fn mask_value(masker: &dyn Masker, col: Option<&Column>, value: &[u8]) -> Option
 
 /// Masks a DataRow. Returns the frame to send (the original when nothing changed) and
 /// the number of masked values.
+///
+/// One pass, no allocation while nothing changes: at the first changed value the
+/// output frame is started with the untouched prefix of the row, and from then on every
+/// value (masked or original) is appended to it.
 pub fn mask_data_row(
     masker: &dyn Masker,
     cols: &[Column],
     frame: Frame,
 ) -> Result<(Frame, u32), PgError> {
-    let row = DataRow::parse(frame.body())?;
-    let mut changed: Vec<(usize, Option<Vec<u8>>)> = Vec::new();
-    for (i, v) in row.values().enumerate() {
-        if let Some(v) = v?
-            && let Some(new) = mask_value(masker, cols.get(i), v)
-        {
-            changed.push((i, new));
-        }
-    }
-    if changed.is_empty() {
-        return Ok((frame, 0));
-    }
-    let n = changed.len() as u32;
-    let mut changes = changed.into_iter().peekable();
-    let mut values = Vec::with_capacity(row.len());
+    let body = frame.body();
+    let row = DataRow::parse(body)?;
+    let mut out: Option<BytesMut> = None;
+    let mut n = 0u32;
+    // Offset in the body of the current value's length field (after the 2-byte count).
+    let mut pos = 2usize;
     for (i, v) in row.values().enumerate() {
         let v = v?;
-        match changes.peek() {
-            Some((j, _)) if *j == i => {
-                let (_, new) = changes.next().unwrap_or((i, None));
-                values.push(new.map(Cow::Owned));
+        let wire_len = 4 + v.map_or(0, <[u8]>::len);
+        let new = v.and_then(|v| mask_value(masker, cols.get(i), v));
+        match (new, out.as_mut()) {
+            (None, None) => {}
+            (None, Some(o)) => o.extend_from_slice(slice(body, pos, wire_len)?),
+            (Some(new), o) => {
+                n += 1;
+                let o = match o {
+                    Some(o) => o,
+                    None => out.insert(start_output(&frame, pos)?),
+                };
+                match new {
+                    None => o.extend_from_slice(&(-1i32).to_be_bytes()),
+                    Some(bytes) => {
+                        let len = i32::try_from(bytes.len()).map_err(|_| too_long())?;
+                        o.extend_from_slice(&len.to_be_bytes());
+                        o.extend_from_slice(&bytes);
+                    }
+                }
             }
-            _ => values.push(v.map(Cow::Borrowed)),
         }
+        pos += wire_len;
     }
-    Ok((DataRow::encode(values), n))
+    let Some(mut o) = out else {
+        return Ok((frame, 0));
+    };
+    // The length field counts itself and the body, not the tag.
+    let len = u32::try_from(o.len() - 1).map_err(|_| too_long())?;
+    if let Some(field) = o.get_mut(1..5) {
+        field.copy_from_slice(&len.to_be_bytes());
+    }
+    Ok((Frame::from_wire(o.freeze())?, n))
+}
+
+/// `len` bytes of `body` from `pos` (always in range: the values were read from there).
+fn slice(body: &[u8], pos: usize, len: usize) -> Result<&[u8], PgError> {
+    body.get(pos..pos + len)
+        .ok_or(PgError::Codec(crate::CodecError::Truncated("DataRow")))
+}
+
+/// A new DataRow frame holding the tag, a length to fix up, and `body[..pos]`.
+fn start_output(frame: &Frame, pos: usize) -> Result<BytesMut, PgError> {
+    let prefix = slice(frame.body(), 0, pos)?;
+    // Room for the original row plus a few short replacements.
+    let mut o = BytesMut::with_capacity(frame.len() + 64);
+    o.extend_from_slice(&[tags::DATA_ROW, 0, 0, 0, 0]);
+    o.extend_from_slice(prefix);
+    Ok(o)
+}
+
+fn too_long() -> PgError {
+    PgError::Codec(crate::CodecError::Invalid {
+        what: "DataRow",
+        detail: "masked row too long".into(),
+    })
 }
 
 /// COPY TO STDOUT row format.
@@ -322,6 +364,34 @@ mod tests {
             Some(&b"[REDACTED]"[..]),
             "binary text is masked as text"
         );
+    }
+
+    #[test]
+    fn masked_rows_match_a_reference_encoding() {
+        let cols = vec![col("a", 25, 0), col("secret", 23, 0), col("c", 25, 0)];
+        let rows: [[Option<&[u8]>; 4]; 5] = [
+            [Some(b"x"), Some(b"7"), None, Some(b"extra")],
+            [None, Some(b"7"), Some(b"a@b"), None],
+            [Some(b"a@b"), None, Some(b""), Some(b"q@r")],
+            [Some(b""), Some(b"12345"), Some(b"plain"), Some(b"z")],
+            [None, None, None, None],
+        ];
+        for r in rows {
+            let f = DataRow::encode(r.iter().map(|v| v.map(Cow::Borrowed)));
+            let (out, n) = mask_data_row(&AtMasker, &cols, f.clone()).unwrap();
+            let mut want_n = 0;
+            let want = DataRow::encode(r.iter().enumerate().map(|(i, v)| {
+                match v.and_then(|v| mask_value(&AtMasker, cols.get(i), v)) {
+                    None => v.map(Cow::Borrowed),
+                    Some(new) => {
+                        want_n += 1;
+                        new.map(Cow::Owned)
+                    }
+                }
+            }));
+            assert_eq!(n, want_n);
+            assert_eq!(out.as_bytes(), want.as_bytes(), "row {r:?}");
+        }
     }
 
     #[test]

@@ -140,7 +140,10 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
     /// Runs until the target closes or `stop` fires.
     pub async fn run(&mut self, stop: &CancellationToken) -> Result<BackendEnd, PgError> {
         loop {
-            if !self.reader.has_frame() {
+            // A message already buffered arrived with the last read: only a read from
+            // the socket marks activity (one clock read per burst, not per message).
+            let buffered = self.reader.has_frame();
+            if !buffered {
                 self.writer.flush().await?;
             }
             let frame = tokio::select! {
@@ -155,7 +158,9 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
             let Some(frame) = frame else {
                 return Ok(BackendEnd::TargetClosed);
             };
-            self.activity.touch();
+            if !buffered {
+                self.activity.touch();
+            }
             let frame = self.handle(frame)?;
             if let Some(f) = frame {
                 self.writer.push(f.as_bytes()).await?;

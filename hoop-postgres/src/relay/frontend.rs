@@ -134,7 +134,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
     /// Runs until the client ends or `stop` fires.
     pub async fn run(mut self, stop: &CancellationToken) -> Result<FrontendEnd, PgError> {
         loop {
-            if !self.reader.has_frame() {
+            // A message already buffered arrived with the last read: only a read from
+            // the socket marks activity (one clock read per burst, not per message).
+            let buffered = self.reader.has_frame();
+            if !buffered {
                 self.writer.flush().await?;
             }
             let frame = tokio::select! {
@@ -144,7 +147,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
             let Some(frame) = frame else {
                 return Ok(FrontendEnd::Closed);
             };
-            self.activity.touch();
+            if !buffered {
+                self.activity.touch();
+            }
             match frame.tag() {
                 tags::QUERY => {
                     let q = Query::parse(frame.body())?;

@@ -7,7 +7,6 @@
     dead_code
 )]
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -16,12 +15,13 @@ use std::time::Duration;
 
 use hoop_core::approval::{GateConfig, InMemoryGate};
 use hoop_core::auth::{StaticToken, StaticTokenAuthenticator, hash_token};
+use hoop_core::masking::{RuleMasker, Strategy};
 use hoop_core::policy::{ActionMatch, Rule, RulePolicy};
 use hoop_core::recording::JsonlRecorder;
 use hoop_core::sequence::UpstreamSecurity;
 use hoop_core::server::{ListenerConfig, Server, ServerHandle};
 use hoop_core::tls::{ServerTls, ServerTlsConfig, UpstreamRoots, UpstreamTls, UpstreamTlsConfig};
-use hoop_core::{ActionClass, Field, Masker, Resource, Services};
+use hoop_core::{ActionClass, Masker, Resource, Services};
 use hoop_postgres::{PostgresAdapter, PostgresOptions, PostgresTarget, Secret};
 use hoop_testkit::TestCa;
 use hoop_testkit::postgres::{PgOptions, PgServer};
@@ -29,23 +29,16 @@ use hoop_testkit::postgres::{PgOptions, PgServer};
 pub const ALICE: &str = "alice-token-0123456789abcdef";
 pub const BOB: &str = "bob-token-0123456789abcdef";
 
-/// Masks any value containing an '@' and every value of a column named `ssn`.
-pub struct TestMasker;
-
-impl Masker for TestMasker {
-    fn mask<'v>(&self, field: &Field<'_>, value: &'v str) -> Cow<'v, str> {
-        if field.name == Some("ssn") {
-            return Cow::Owned("[REDACTED:SSN]".into());
-        }
-        if value.contains('@') {
-            Cow::Owned("[REDACTED:EMAIL]".into())
-        } else {
-            Cow::Borrowed(value)
-        }
-    }
-    fn masks_field(&self, field: &Field<'_>) -> bool {
-        field.name == Some("ssn")
-    }
+/// The built-in rule masker: every detector redacts, and a column named `ssn` is
+/// always masked.
+pub fn rule_masker() -> Arc<dyn Masker> {
+    Arc::new(
+        RuleMasker::builder()
+            .all_detectors(Strategy::Redact)
+            .field_rule_labeled("ssn", Strategy::Redact, "SSN")
+            .build()
+            .unwrap(),
+    )
 }
 
 pub struct Gateway {
@@ -74,7 +67,7 @@ impl Default for Setup {
     fn default() -> Self {
         Setup {
             upstream_ca: None,
-            masker: Arc::new(TestMasker),
+            masker: rule_masker(),
             hold: Duration::from_secs(20),
             read_only: false,
             pg_auth: hoop_testkit::postgres::PgAuth::Scram,

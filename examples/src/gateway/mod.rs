@@ -1,0 +1,294 @@
+//! The full gateway, built from the public API of `hoop-core` and `hoop-postgres`:
+//! listeners from a TOML [`config::Config`], an admin API ([`admin`]), Prometheus metrics
+//! ([`metrics`]), and defaults that need no external service ([`devpki`]).
+//!
+//! `examples/gateway/main.rs` is a thin `main` around [`run`]; tests start a
+//! [`Gateway`] in-process.
+
+pub mod admin;
+pub mod config;
+pub mod devpki;
+pub mod metrics;
+pub mod reload;
+mod setup;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use hoop_core::approval::InMemoryGate;
+use hoop_core::server::{ServerHandle, SessionRegistry, ShutdownReport};
+use hoop_core::tls::ServerTls;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use config::{Config, ConfigError};
+use metrics::Metrics;
+
+/// Name of the listener made when the configuration has none.
+pub const DEFAULT_LISTENER: &str = "postgres";
+/// Bind address of that listener.
+pub const DEFAULT_POSTGRES_BIND: &str = "127.0.0.1:15432";
+/// Default bind address of the admin API.
+pub const DEFAULT_ADMIN_BIND: &str = "127.0.0.1:8443";
+/// How long sessions get to finish at shutdown before they are cancelled.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The configuration is wrong (exit code 2).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Something else (files, binding a port, certificates).
+    #[error("{0}")]
+    Start(String),
+}
+
+impl GatewayError {
+    /// The process exit code for this error: 2 for configuration errors, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            GatewayError::Config(_) => 2,
+            GatewayError::Start(_) => 1,
+        }
+    }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    handle: ServerHandle,
+    admin_stop: CancellationToken,
+    admin_state: Option<Arc<admin::AdminState>>,
+    admin_task: Option<tokio::task::JoinHandle<()>>,
+    tls: Vec<(String, ServerTls)>,
+    info: GatewayInfo,
+    gate: InMemoryGate,
+    metrics: Arc<Metrics>,
+    policy: Arc<reload::SwappablePolicy>,
+    tokens: Arc<reload::SwappableTokens>,
+    tokens_file: Option<PathBuf>,
+    source: Option<PathBuf>,
+}
+
+/// What a started gateway tells its operator.
+#[derive(Clone, Debug, Default)]
+pub struct GatewayInfo {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The development CA (when a listener or the admin API uses the development
+    /// certificate), and whether it was created now.
+    pub dev_ca: Option<(PathBuf, bool)>,
+    /// The development gateway certificate and key, when used.
+    pub dev_cert: Option<(PathBuf, PathBuf)>,
+    /// Listeners: name, protocol, bound address, resource names.
+    pub listeners: Vec<(String, String, SocketAddr, Vec<String>)>,
+    /// The admin API address.
+    pub admin: Option<SocketAddr>,
+    /// The demo user's token, only when the token file was created now.
+    pub demo_token: Option<String>,
+    /// The admin token, only when the admin token file was created now.
+    pub admin_token: Option<String>,
+    /// The static token file.
+    pub tokens_file: Option<PathBuf>,
+    /// The admin token file (when tokens come from a file).
+    pub admin_tokens_file: Option<PathBuf>,
+    /// Where recordings go.
+    pub recordings: PathBuf,
+    /// A description of the policy in force.
+    pub policy: String,
+    /// A description of the masking in force.
+    pub masking: String,
+    /// Warnings worth showing at start (plaintext targets, missing secrets).
+    pub warnings: Vec<String>,
+}
+
+impl Gateway {
+    /// Builds everything `config` describes, binds the listeners and starts serving.
+    pub async fn start(config: Config) -> Result<Gateway, GatewayError> {
+        setup::start(config).await
+    }
+
+    /// What the operator should know (addresses, files, one-time tokens).
+    pub fn info(&self) -> &GatewayInfo {
+        &self.info
+    }
+
+    /// The bound address of listener `name`.
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.handle.local_addr(name)
+    }
+
+    /// The admin API address.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.info.admin
+    }
+
+    /// The session registry.
+    pub fn registry(&self) -> SessionRegistry {
+        self.handle.registry()
+    }
+
+    /// The approval gate.
+    pub fn gate(&self) -> &InMemoryGate {
+        &self.gate
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Re-reads every TLS certificate (listeners and admin API). A failed reload keeps
+    /// the current certificate; the names of the endpoints that failed are returned.
+    pub fn reload_certificates(&self) -> Vec<String> {
+        let mut failed = Vec::new();
+        for (name, tls) in &self.tls {
+            match tls.reload() {
+                Ok(()) => info!(endpoint = %name, "TLS certificate reloaded"),
+                Err(e) => {
+                    warn!(endpoint = %name, error = %e, "TLS certificate reload failed; keeping the current one");
+                    failed.push(name.clone());
+                }
+            }
+        }
+        failed
+    }
+
+    /// Replaces the policy with the `[policy]` of `config` (the built-in default when it
+    /// has none). Other sections need a restart to take effect.
+    pub fn reload_policy(&self, config: &Config) -> Result<(), ConfigError> {
+        let (policy, text): (Arc<dyn hoop_core::Policy>, String) = match &config.policy {
+            Some(p) => {
+                let rp = hoop_core::policy::RulePolicy::from_config(p).map_err(|e| {
+                    ConfigError::new(
+                        format!("policy.rules[{}].{}", e.index.saturating_sub(1), e.key),
+                        e.message,
+                    )
+                })?;
+                let n = rp.rules().len();
+                (Arc::new(rp), format!("{n} rule(s)"))
+            }
+            None => (
+                Arc::new(setup::default_policy()),
+                String::from("built-in default"),
+            ),
+        };
+        self.policy.replace(policy);
+        info!(policy = %text, "policy reloaded");
+        Ok(())
+    }
+
+    /// Re-reads the static token file (`identity.static_tokens_file`): added tokens work
+    /// and removed ones stop working for new sessions. A bad file keeps the current table.
+    pub fn reload_tokens(&self) -> Result<usize, String> {
+        let Some(path) = &self.tokens_file else {
+            return Ok(self.tokens.len());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let t = hoop_core::auth::StaticTokenAuthenticator::parse(&text)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let n = t.len();
+        self.tokens.replace(t);
+        info!(tokens = n, file = %path.display(), "static tokens reloaded");
+        Ok(n)
+    }
+
+    /// SIGHUP: reloads the certificates, the static tokens and, when the gateway was
+    /// started from a file, the policy of that file (a bad file keeps the current policy
+    /// and logs why).
+    pub fn reload(&self) {
+        let failed = self.reload_certificates();
+        if failed.is_empty() {
+            info!("certificates reloaded");
+        }
+        if let Err(e) = self.reload_tokens() {
+            warn!("static tokens not reloaded: {e}");
+        }
+        if let Some(path) = &self.source {
+            match config::load(path) {
+                Ok(c) => {
+                    if let Err(e) = self.reload_policy(&c) {
+                        warn!("policy not reloaded: {e}");
+                    }
+                }
+                Err(e) => warn!("policy not reloaded: {e}"),
+            }
+        }
+    }
+
+    /// Stops accepting, lets sessions drain until `deadline`, then cancels the rest and
+    /// stops the admin API.
+    pub async fn shutdown(self, deadline: Duration) -> ShutdownReport {
+        if let Some(s) = &self.admin_state {
+            s.draining.store(true, Ordering::Relaxed);
+        }
+        let report = self.handle.shutdown(deadline).await;
+        self.admin_stop.cancel();
+        if let Some(t) = self.admin_task {
+            let _ = t.await;
+        }
+        report
+    }
+
+    /// A human-readable summary with what to try.
+    pub fn banner(&self) -> String {
+        setup::banner(&self.info)
+    }
+}
+
+/// Runs a gateway until `shutdown` completes or SIGTERM / SIGINT arrives, then drains
+/// gracefully ([`DRAIN_DEADLINE`]). SIGHUP reloads certificates, tokens and policy ([`Gateway::reload`]). Prints the banner.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<ShutdownReport, GatewayError> {
+    let gw = Gateway::start(config).await?;
+    println!("{}", gw.banner());
+    wait_for_stop(&gw, shutdown).await;
+    info!(
+        "shutting down: draining sessions for up to {}s",
+        DRAIN_DEADLINE.as_secs()
+    );
+    let report = gw.shutdown(DRAIN_DEADLINE).await;
+    info!(?report, "gateway stopped");
+    Ok(report)
+}
+
+#[cfg(unix)]
+async fn wait_for_stop(gw: &Gateway, shutdown: impl Future<Output = ()>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    tokio::pin!(shutdown);
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        warn!("cannot install signal handlers; stopping only on request");
+        shutdown.await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = term.recv() => { info!("SIGTERM received"); return }
+            _ = int.recv() => { info!("SIGINT received"); return }
+            _ = hup.recv() => {
+                info!("SIGHUP received: reloading certificates, tokens and policy");
+                gw.reload();
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_stop(_gw: &Gateway, shutdown: impl Future<Output = ()>) {
+    tokio::select! {
+        _ = shutdown => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,670 @@
+//! Turns a [`Config`] into running services: authenticators, policy, recorder, approval
+//! gate, adapters, listeners and the admin API.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use hoop_core::approval::{GateConfig, InMemoryGate, WebhookConfig, WebhookNotifier};
+use hoop_core::auth::{
+    AuthenticatorChain, CertSubjectSource, ClientCertAuthenticator, OidcAuthenticator, OidcConfig,
+    StaticToken, StaticTokenAuthenticator, generate_token,
+};
+use hoop_core::http_client::HttpsClient;
+use hoop_core::masking::{Masker, NoMasking, RuleMasker};
+use hoop_core::policy::{ActionMatch, Rule, RulePolicy};
+use hoop_core::recording::{JsonlRecorder, WriterConfig};
+use hoop_core::sequence::UpstreamSecurity;
+use hoop_core::server::{ListenerConfig, Server};
+use hoop_core::tcp::{TcpAdapter, TcpAdapterConfig};
+use hoop_core::tls::{
+    ServerTls, ServerTlsConfig, UpstreamRoots, UpstreamTls, UpstreamTlsConfig, parse_spki_pin,
+};
+use hoop_core::{ActionClass, Adapter, Policy, Resource, Services};
+use hoop_postgres::{PostgresAdapter, PostgresOptions, PostgresTarget, Secret};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::config::{
+    Config, ConfigError, ListenerSection, ResourceSection, ServerTlsSection, resolve,
+};
+use super::devpki::{self, DevPki};
+use super::metrics::{CountingAdapter, CountingMasker, CountingPolicy, Metrics, ObservingRecorder};
+use super::reload::{SwappablePolicy, SwappableTokens};
+use super::{
+    DEFAULT_ADMIN_BIND, DEFAULT_LISTENER, DEFAULT_POSTGRES_BIND, Gateway, GatewayError,
+    GatewayInfo, admin,
+};
+
+fn start_err(what: impl std::fmt::Display) -> GatewayError {
+    GatewayError::Start(what.to_string())
+}
+
+/// The data directory: `[data] dir`, else `$HOOP_DATA`, else `./hoop-data`.
+pub(crate) fn data_dir(config: &Config) -> PathBuf {
+    config
+        .data
+        .dir
+        .clone()
+        .or_else(|| std::env::var_os("HOOP_DATA").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("hoop-data"))
+}
+
+/// Lazily made development PKI.
+struct Pki {
+    dir: PathBuf,
+    made: Option<DevPki>,
+}
+
+impl Pki {
+    fn get(&mut self) -> Result<DevPki, GatewayError> {
+        if let Some(p) = &self.made {
+            return Ok(p.clone());
+        }
+        let p = devpki::ensure(&self.dir).map_err(start_err)?;
+        if p.created {
+            info!(ca = %p.ca_cert.display(), "development CA and gateway certificate created");
+        }
+        self.made = Some(p.clone());
+        Ok(p)
+    }
+
+    /// A TLS endpoint from `section`, or from the development certificate.
+    fn server_tls(
+        &mut self,
+        key: &str,
+        section: Option<&ServerTlsSection>,
+        alpn: Vec<Vec<u8>>,
+    ) -> Result<ServerTls, GatewayError> {
+        let (cert_path, key_path) = match section.and_then(|s| s.cert.clone().zip(s.key.clone())) {
+            Some(pair) => pair,
+            None => {
+                let p = self.get()?;
+                (p.cert, p.key)
+            }
+        };
+        ServerTls::new(ServerTlsConfig {
+            cert_path,
+            key_path,
+            client_ca_path: section.and_then(|s| s.client_ca.clone()),
+            alpn,
+            ..Default::default()
+        })
+        .map_err(|e| ConfigError::new(format!("{key}.tls"), e.to_string()).into())
+    }
+}
+
+/// The policy used when the configuration has no `[policy]`.
+pub(crate) fn default_policy() -> RulePolicy {
+    RulePolicy::new(vec![
+        Rule::allow("connect").actions(ActionMatch::connect()),
+        Rule::allow("read-write").actions(ActionMatch::classes([
+            ActionClass::Read,
+            ActionClass::Write,
+        ])),
+        Rule::review(
+            "schema-and-destructive",
+            "schema changes and destructive statements need an approval",
+        )
+        .actions(ActionMatch::classes([
+            ActionClass::Ddl,
+            ActionClass::Destructive,
+        ])),
+    ])
+}
+
+const DEFAULT_POLICY_TEXT: &str = "built-in default: connect, read and write allowed; ddl and destructive held for approval; admin and unknown denied";
+
+fn read_tokens(path: &Path) -> Result<String, GatewayError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| start_err(format!("cannot read token file {}: {e}", path.display())))
+}
+
+/// Creates `path` with one new token for `subject` (in `groups`) unless it exists.
+/// Returns the token when it was created.
+fn ensure_token_file(
+    path: &Path,
+    subject: &str,
+    groups: &[&str],
+) -> Result<Option<String>, GatewayError> {
+    if path.exists() {
+        return Ok(None);
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(start_err)?;
+    }
+    let (token, hash) = generate_token().map_err(start_err)?;
+    let entry = StaticToken::new(subject, &hash)
+        .map_err(start_err)?
+        .with_groups(groups.iter().copied());
+    let text = format!(
+        "# hoop static tokens: subject:groups:sha256(token)[:expires]. Only hashes are stored.\n{}\n",
+        entry.to_line()
+    );
+    devpki::write_private(path, &text)
+        .map_err(|e| start_err(format!("cannot write {}: {e}", path.display())))?;
+    Ok(Some(token))
+}
+
+pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
+    config.check()?;
+    hoop_core::install_crypto_provider();
+    let data = data_dir(&config);
+    std::fs::create_dir_all(&data).map_err(|e| {
+        start_err(format!(
+            "cannot create data directory {}: {e}",
+            data.display()
+        ))
+    })?;
+    let mut pki = Pki {
+        dir: data.clone(),
+        made: None,
+    };
+    let mut info = GatewayInfo {
+        data_dir: data.clone(),
+        ..Default::default()
+    };
+    let metrics = Metrics::new();
+
+    // Identity: OIDC issuers, then static tokens, then client certificates.
+    let mut chain = AuthenticatorChain::new();
+    for (i, o) in config.identity.oidc.iter().enumerate() {
+        let key = format!("identity.oidc[{i}]");
+        let tls = upstream_tls(&format!("{key}.ca_file"), o.ca_file.as_deref(), &[])?;
+        let mut c = OidcConfig::new(&o.issuer, &o.audience, tls);
+        if let Some(u) = &o.jwks_url {
+            c = c.with_jwks_url(u);
+        }
+        if let Some(g) = &o.groups_claim {
+            c = c.with_groups_claim(g);
+        }
+        if let Some(s) = &o.subject_claim {
+            c = c.with_subject_claim(s);
+        }
+        let a = OidcAuthenticator::new(c).map_err(|e| ConfigError::new(key, e.to_string()))?;
+        chain = chain.push(a);
+    }
+    let tokens_file = match &config.identity.static_tokens_file {
+        Some(p) => p.clone(),
+        None => {
+            let p = data.join("tokens");
+            info.demo_token = ensure_token_file(&p, "demo", &["dev"])?;
+            p
+        }
+    };
+    let tokens = StaticTokenAuthenticator::parse(&read_tokens(&tokens_file)?).map_err(|e| {
+        ConfigError::new(
+            "identity.static_tokens_file",
+            format!("{}: {e}", tokens_file.display()),
+        )
+    })?;
+    info.tokens_file = Some(tokens_file.clone());
+    let tokens = Arc::new(SwappableTokens::new(tokens));
+    chain = chain.push(SharedAuth(tokens.clone()));
+    if config.identity.client_certificates {
+        chain = chain.push(ClientCertAuthenticator::new(CertSubjectSource::CommonName));
+    }
+
+    // Policy, masking, recording, approvals: each observed by a metrics decorator.
+    let (policy, policy_text): (Arc<dyn Policy>, String) = match &config.policy {
+        Some(p) => {
+            let rp = RulePolicy::from_config(p).map_err(|e| {
+                ConfigError::new(
+                    format!("policy.rules[{}].{}", e.index.saturating_sub(1), e.key),
+                    e.message,
+                )
+            })?;
+            let n = rp.rules().len();
+            (
+                Arc::new(rp),
+                format!("{n} rule(s) from the configuration; anything else denied"),
+            )
+        }
+        None => (Arc::new(default_policy()), DEFAULT_POLICY_TEXT.to_owned()),
+    };
+    info.policy = policy_text;
+    let recordings = config
+        .recording
+        .dir
+        .clone()
+        .unwrap_or_else(|| data.join("recordings"));
+    std::fs::create_dir_all(&recordings).map_err(|e| {
+        start_err(format!(
+            "cannot create recording directory {}: {e}",
+            recordings.display()
+        ))
+    })?;
+    info.recordings = recordings.clone();
+    let recorder = JsonlRecorder::new(&recordings).with_writer(WriterConfig {
+        fail_closed: config.recording.fail_closed,
+        ..WriterConfig::default()
+    });
+    let ap = &config.approvals;
+    let gate_config = GateConfig {
+        grant_duration: Duration::from_secs(ap.grant_seconds.unwrap_or(900)),
+        reviewer_groups: ap.reviewer_groups.clone(),
+        ..GateConfig::default()
+    };
+    let mut gate_builder = InMemoryGate::builder(gate_config);
+    if let Some(url) = &ap.webhook_url {
+        let tls = upstream_tls(
+            "approvals.webhook_ca_file",
+            ap.webhook_ca_file.as_deref(),
+            &[],
+        )?;
+        let n = WebhookNotifier::new(WebhookConfig::new(url), HttpsClient::new(tls))
+            .map_err(|e| ConfigError::new("approvals.webhook_url", e.to_string()))?;
+        gate_builder = gate_builder.notifier(n);
+    }
+    let gate = gate_builder.build();
+
+    let mut services = Services::new(Arc::new(chain));
+    let swappable = Arc::new(SwappablePolicy::new(policy));
+    services.policy = Arc::new(CountingPolicy::new(swappable.clone(), metrics.clone()));
+    let masker: Arc<dyn Masker> = match &config.masking {
+        Some(m) => {
+            info.masking = format!(
+                "{} detector(s), {} field rule(s)",
+                m.detectors.len(),
+                m.field_rules.len()
+            );
+            Arc::new(RuleMasker::from_config(m).map_err(super::config::masking_error)?)
+        }
+        None => {
+            info.masking = String::from("off (no [masking] section)");
+            Arc::new(NoMasking)
+        }
+    };
+    services.masker = Arc::new(CountingMasker::new(masker, metrics.clone()));
+    services.recorder = Arc::new(ObservingRecorder::new(Arc::new(recorder), metrics.clone()));
+    services.approvals = Arc::new(gate.clone());
+    services.approval_hold = Duration::from_secs(ap.hold_seconds.unwrap_or(300));
+
+    // Listeners and their adapters.
+    let listeners: Vec<ListenerSection> = if config.listeners.is_empty() {
+        vec![ListenerSection {
+            name: DEFAULT_LISTENER.to_owned(),
+            protocol: "postgres".to_owned(),
+            bind: DEFAULT_POSTGRES_BIND.to_owned(),
+            tls: None,
+            max_connections: None,
+            idle_timeout: None,
+        }]
+    } else {
+        config.listeners.clone()
+    };
+    let mut builder = Server::builder().services(Arc::new(services));
+    let mut tls_endpoints = Vec::new();
+    let mut listed = Vec::new();
+    for (i, l) in listeners.iter().enumerate() {
+        let key = format!("listeners[{i}]");
+        let resources: Vec<(usize, &ResourceSection)> = config
+            .resources
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.listener == l.name)
+            .collect();
+        let adapter: Arc<dyn Adapter> = match l.protocol.as_str() {
+            "postgres" => {
+                let mut a = PostgresAdapter::new(PostgresOptions::default());
+                for (j, r) in &resources {
+                    a = a.with_target(postgres_target(*j, r, &mut info)?);
+                }
+                Arc::new(a)
+            }
+            _ => {
+                let Some((j, r)) = resources.first() else {
+                    return Err(ConfigError::new(
+                        format!("{key}.name"),
+                        "a tcp listener needs one resource",
+                    )
+                    .into());
+                };
+                let (addr, security) = upstream_of(*j, r, &mut info)?;
+                Arc::new(TcpAdapter::new(TcpAdapterConfig::new(
+                    resource_of(r),
+                    addr,
+                    security,
+                )))
+            }
+        };
+        let alpn = if l.protocol == "postgres" {
+            vec![b"postgresql".to_vec()]
+        } else {
+            Vec::new()
+        };
+        if l.tls.as_ref().is_none_or(|t| t.cert.is_none()) {
+            let p = pki.get()?;
+            info.dev_ca = Some((p.ca_cert.clone(), p.created));
+            info.dev_cert = Some((p.cert.clone(), p.key.clone()));
+        }
+        let tls = pki.server_tls(&key, l.tls.as_ref(), alpn)?;
+        tls_endpoints.push((format!("listener {}", l.name), tls.clone()));
+        let bind = l.bind.parse().map_err(|_| {
+            ConfigError::new(
+                format!("{key}.bind"),
+                format!("invalid socket address {:?}", l.bind),
+            )
+        })?;
+        let mut lc = ListenerConfig::new(
+            l.name.clone(),
+            bind,
+            Arc::new(CountingAdapter::new(adapter, &l.name, metrics.clone())),
+        )
+        .tls(tls);
+        if let Some(m) = l.max_connections {
+            lc = lc.max_connections(m);
+        }
+        if let Some(t) = l.idle_timeout {
+            lc = lc.idle_timeout(Duration::from_secs(t));
+        }
+        builder = builder.listener(lc);
+        listed.push((
+            l.name.clone(),
+            l.protocol.clone(),
+            resources
+                .iter()
+                .map(|(_, r)| r.name.clone())
+                .collect::<Vec<_>>(),
+        ));
+    }
+    let server = builder.build().await.map_err(start_err)?;
+    for (name, protocol, res) in listed {
+        if let Some(addr) = server.local_addr(&name) {
+            info.listeners.push((name, protocol, addr, res));
+        }
+    }
+    let registry = server.registry();
+
+    // The admin API.
+    let admin_stop = CancellationToken::new();
+    let mut admin_state = None;
+    let mut admin_task = None;
+    if config.admin.enabled != Some(false) {
+        let ad = &config.admin;
+        let bind = ad.bind.as_deref().unwrap_or(DEFAULT_ADMIN_BIND);
+        let bind: std::net::SocketAddr = bind.parse().map_err(|_| {
+            ConfigError::new("admin.bind", format!("invalid socket address {bind:?}"))
+        })?;
+        let mut text = String::new();
+        if let Some(p) = &ad.tokens_file {
+            text.push_str(&read_tokens(p)?);
+            text.push('\n');
+            info.admin_tokens_file = Some(p.clone());
+        }
+        if let Some(h) = &ad.token_hash {
+            let t = StaticToken::new(ad.subject.as_deref().unwrap_or("admin"), h)
+                .map_err(|e| ConfigError::new("admin.token_hash", e.to_string()))?
+                .with_groups(ad.groups.iter().cloned());
+            let _ = writeln!(text, "{}", t.to_line());
+        }
+        let client_ca = ad.tls.as_ref().and_then(|t| t.client_ca.as_ref()).is_some();
+        if ad.tokens_file.is_none() && ad.token_hash.is_none() && !client_ca {
+            let p = data.join("admin-tokens");
+            info.admin_token = ensure_token_file(&p, "admin", &["admins"])?;
+            text.push_str(&read_tokens(&p)?);
+            info.admin_tokens_file = Some(p);
+        }
+        let tokens = StaticTokenAuthenticator::parse(&text)
+            .map_err(|e| ConfigError::new("admin.tokens_file", e.to_string()))?;
+        let mut auth = admin::AdminAuth::tokens(tokens);
+        if client_ca {
+            auth = auth.with_client_certificates();
+        }
+        if ad.tls.as_ref().is_none_or(|t| t.cert.is_none()) {
+            let p = pki.get()?;
+            info.dev_ca = Some((p.ca_cert.clone(), p.created));
+            info.dev_cert = Some((p.cert.clone(), p.key.clone()));
+        }
+        let tls = pki.server_tls("admin", ad.tls.as_ref(), vec![b"http/1.1".to_vec()])?;
+        tls_endpoints.push(("admin API".to_owned(), tls.clone()));
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .map_err(|e| start_err(format!("admin API: bind {bind}: {e}")))?;
+        info.admin = listener.local_addr().ok();
+        let state = Arc::new(admin::AdminState {
+            gate: gate.clone(),
+            registry: registry.clone(),
+            metrics: metrics.clone(),
+            recordings: recordings.clone(),
+            auth,
+            draining: AtomicBool::new(false),
+        });
+        admin_task = Some(tokio::spawn(admin::serve(
+            listener,
+            tls,
+            state.clone(),
+            admin_stop.clone(),
+        )));
+        admin_state = Some(state);
+    }
+
+    let handle = server.spawn();
+    for w in &info.warnings {
+        warn!("{w}");
+    }
+    info!(listeners = info.listeners.len(), admin = ?info.admin, "gateway started");
+    Ok(Gateway {
+        handle,
+        admin_stop,
+        admin_state,
+        admin_task,
+        tls: tls_endpoints,
+        info,
+        gate,
+        metrics,
+        policy: swappable,
+        tokens,
+        tokens_file: Some(tokens_file),
+        source: config.source.clone(),
+    })
+}
+
+/// An `Arc`'d authenticator as a chain member.
+struct SharedAuth<A>(Arc<A>);
+
+#[async_trait::async_trait]
+impl<A: hoop_core::Authenticator + 'static> hoop_core::Authenticator for SharedAuth<A> {
+    async fn authenticate(
+        &self,
+        credential: &hoop_core::Credential<'_>,
+    ) -> Result<hoop_core::Identity, hoop_core::AuthError> {
+        self.0.authenticate(credential).await
+    }
+}
+
+fn resource_of(r: &ResourceSection) -> Resource {
+    let mut res = Resource::new(r.name.clone(), r.protocol.clone());
+    for (k, v) in &r.labels {
+        res = res.with_label(k.clone(), v.clone());
+    }
+    res
+}
+
+fn upstream_tls(
+    key: &str,
+    ca_file: Option<&Path>,
+    pins: &[String],
+) -> Result<UpstreamTls, GatewayError> {
+    let roots = match ca_file {
+        Some(p) => UpstreamRoots::CaFile(p.to_path_buf()),
+        None => UpstreamRoots::WebPki,
+    };
+    let mut spki_pins = Vec::with_capacity(pins.len());
+    for p in pins {
+        spki_pins.push(parse_spki_pin(p).map_err(|e| ConfigError::new(key, e.to_string()))?);
+    }
+    UpstreamTls::new(UpstreamTlsConfig {
+        roots,
+        spki_pins,
+        ..Default::default()
+    })
+    .map_err(|e| ConfigError::new(key, e.to_string()).into())
+}
+
+fn upstream_of(
+    i: usize,
+    r: &ResourceSection,
+    info: &mut GatewayInfo,
+) -> Result<(std::net::SocketAddr, UpstreamSecurity), GatewayError> {
+    let key = |f: &str| format!("resources[{i}].{f}");
+    let addr = resolve(&key("target"), &r.target)?;
+    let security = if r.plaintext {
+        info.warnings.push(format!(
+            "resource {:?}: PLAINTEXT connection to {} (explicit opt-in; every session is audited)",
+            r.name, r.target
+        ));
+        UpstreamSecurity::PlaintextOptIn
+    } else {
+        let t = r.tls.clone().unwrap_or_default();
+        let tls = upstream_tls(&key("tls"), t.ca_file.as_deref(), &t.pins)?;
+        let server_name = t
+            .server_name
+            .unwrap_or_else(|| super::config::host_of(&r.target).to_owned());
+        UpstreamSecurity::Tls { tls, server_name }
+    };
+    Ok((addr, security))
+}
+
+fn postgres_target(
+    i: usize,
+    r: &ResourceSection,
+    info: &mut GatewayInfo,
+) -> Result<PostgresTarget, GatewayError> {
+    let (addr, security) = upstream_of(i, r, info)?;
+    let password = match (&r.password_env, &r.password_file) {
+        (Some(v), _) => {
+            if std::env::var_os(v).is_none() {
+                info.warnings.push(format!(
+                    "resource {:?}: environment variable {v} is not set (logins will fail until it is)",
+                    r.name
+                ));
+            }
+            Secret::Env(v.clone())
+        }
+        (None, Some(p)) => {
+            if !p.is_file() {
+                info.warnings.push(format!(
+                    "resource {:?}: password file {} does not exist",
+                    r.name,
+                    p.display()
+                ));
+            }
+            Secret::File(p.clone())
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                format!("resources[{i}].password_env"),
+                "postgres resources need password_env or password_file",
+            )
+            .into());
+        }
+    };
+    Ok(PostgresTarget {
+        resource: resource_of(r),
+        addr,
+        security,
+        database: r.database.clone().unwrap_or_default(),
+        user: r.user.clone().unwrap_or_default(),
+        password,
+        read_only: r.read_only,
+    })
+}
+
+/// The startup summary with what to try.
+pub(crate) fn banner(info: &GatewayInfo) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "hoop gateway ready");
+    let _ = writeln!(o, "  data directory: {}", info.data_dir.display());
+    if let Some((ca, created)) = &info.dev_ca {
+        let _ = writeln!(
+            o,
+            "  development CA: {} ({}) - clients verify the gateway with it",
+            ca.display(),
+            if *created { "created now" } else { "existing" }
+        );
+    }
+    if let Some((cert, key)) = &info.dev_cert {
+        let _ = writeln!(
+            o,
+            "  development gateway certificate: {} (key {}; for localhost, 127.0.0.1, ::1)",
+            cert.display(),
+            key.display()
+        );
+    }
+    for (name, protocol, addr, res) in &info.listeners {
+        let res = if res.is_empty() {
+            String::from("no resources configured")
+        } else {
+            format!("resources: {}", res.join(", "))
+        };
+        let _ = writeln!(o, "  listener {name} ({protocol}) on {addr}: {res}");
+    }
+    if let Some(a) = info.admin {
+        let _ = writeln!(o, "  admin API: https://{a}");
+    }
+    let _ = writeln!(o, "  recordings: {}", info.recordings.display());
+    let _ = writeln!(o, "  policy: {}", info.policy);
+    let _ = writeln!(o, "  masking: {}", info.masking);
+    if let Some(t) = &info.tokens_file {
+        let _ = writeln!(o, "  user tokens (hashes only): {}", t.display());
+    }
+    if let Some(t) = &info.demo_token {
+        let _ = writeln!(
+            o,
+            "  demo user token (shown once, only its hash is stored): {t}"
+        );
+    }
+    if let Some(t) = &info.admin_token {
+        let _ = writeln!(
+            o,
+            "  admin token (shown once, only its hash is stored): {t}"
+        );
+    }
+    for w in &info.warnings {
+        let _ = writeln!(o, "  WARNING: {w}");
+    }
+    let ca = info.dev_ca.as_ref().map_or_else(
+        || String::from("<your CA file>"),
+        |(p, _)| p.display().to_string(),
+    );
+    let _ = writeln!(o, "\nTry:");
+    for (_, protocol, addr, res) in &info.listeners {
+        if protocol == "postgres" {
+            let db = res.first().map_or("<resource>", String::as_str);
+            let _ = writeln!(
+                o,
+                "  psql \"host={} port={} dbname={db} user=demo password=<demo token> sslmode=verify-full sslrootcert={ca}\"",
+                addr.ip(),
+                addr.port()
+            );
+            if res.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "    (no resources yet: every dbname answers \"no resource\"; add [[resources]] to a --config file)"
+                );
+            }
+        }
+    }
+    if let Some(a) = info.admin {
+        let _ = writeln!(
+            o,
+            "  curl --cacert {ca} -H \"Authorization: Bearer <admin token>\" https://{a}/v1/sessions"
+        );
+        let _ = writeln!(
+            o,
+            "  curl --cacert {ca} -H \"Authorization: Bearer <admin token>\" https://{a}/v1/reviews"
+        );
+        let _ = writeln!(
+            o,
+            "  curl --cacert {ca} -H \"Authorization: Bearer <admin token>\" -X POST -d '{{\"reason\":\"ok\"}}' https://{a}/v1/reviews/<id>/approve"
+        );
+        let _ = writeln!(
+            o,
+            "  curl --cacert {ca} -H \"Authorization: Bearer <admin token>\" https://{a}/metrics"
+        );
+    }
+    o
+}

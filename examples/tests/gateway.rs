@@ -1,0 +1,994 @@
+//! The gateway end to end: a real PostgreSQL 15 behind it, real psql and curl in front.
+//!
+//! Run: `cargo test -p hoop-examples --test gateway` (the binary test also needs
+//! `cargo build -p hoop-examples --examples` first; it is skipped with a note otherwise).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use hoop_core::auth::hash_token;
+use hoop_examples::gateway::{Gateway, config};
+use hoop_examples::replay;
+use hoop_testkit::postgres::{PgOptions, PgServer};
+
+const ALICE: &str = "alice-token-0123456789abcdef";
+const OPS: &str = "ops-admin-token-0123456789abcdef";
+/// An admin token whose caller is alice herself (for the self-approval check).
+const ALICE_ADMIN: &str = "alice-admin-token-0123456789abcdef";
+
+struct Env {
+    _pg: PgServer,
+    pg_port: u16,
+    dir: tempfile::TempDir,
+    gw: Option<Gateway>,
+    /// Bodies the approval webhook received.
+    hooks: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Env {
+    fn gw(&self) -> &Gateway {
+        self.gw.as_ref().unwrap()
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("data/dev-ca.crt")
+    }
+
+    fn conn(&self, token: &str) -> String {
+        let addr = self.gw().listener_addr("pg").unwrap();
+        format!(
+            "host=127.0.0.1 port={} dbname=appdb user=alice password={token} sslmode=verify-full sslrootcert={}",
+            addr.port(),
+            self.ca().display()
+        )
+    }
+
+    fn admin_url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.gw().admin_addr().unwrap())
+    }
+}
+
+fn write_config(dir: &Path, pg: &PgServer, hook: std::net::SocketAddr, hook_ca: &Path) -> PathBuf {
+    std::fs::write(dir.join("pgpass"), "app-secret\n").unwrap();
+    std::fs::write(
+        dir.join("tokens"),
+        format!("alice:dev:{}\n", hash_token(ALICE)),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("admin-tokens"),
+        format!(
+            "ops:admins:{}\nalice::{}\n",
+            hash_token(OPS),
+            hash_token(ALICE_ADMIN)
+        ),
+    )
+    .unwrap();
+    let text = format!(
+        r#"
+[data]
+dir = "{d}/data"
+
+[[listeners]]
+name = "pg"
+protocol = "postgres"
+bind = "127.0.0.1:0"
+
+[[resources]]
+name = "appdb"
+protocol = "postgres"
+listener = "pg"
+target = "127.0.0.1:{port}"
+database = "appdb"
+user = "app"
+password_file = "{d}/pgpass"
+tls = {{ ca_file = "{ca}", server_name = "localhost" }}
+
+[[resources]]
+name = "badtls"
+protocol = "postgres"
+listener = "pg"
+target = "127.0.0.1:{port}"
+database = "appdb"
+user = "app"
+password_file = "{d}/pgpass"
+tls = {{ ca_file = "{d}/other-ca.crt", server_name = "localhost" }}
+
+[identity]
+static_tokens_file = "{d}/tokens"
+
+[[policy.rules]]
+name = "connect"
+actions = ["connect", "read", "write"]
+decision = "allow"
+
+[[policy.rules]]
+name = "destructive"
+actions = ["ddl", "destructive"]
+decision = "review"
+reason = "needs a second pair of eyes"
+
+[masking]
+[[masking.detectors]]
+detector = "email"
+strategy = "partial"
+[[masking.field_rules]]
+pattern = "card"
+label = "CARD"
+
+[recording]
+fail_closed = true
+
+[approvals]
+hold_seconds = 60
+webhook_url = "https://localhost:{hook_port}/hook"
+webhook_ca_file = "{hook_ca}"
+
+[admin]
+bind = "127.0.0.1:0"
+tokens_file = "{d}/admin-tokens"
+"#,
+        d = dir.display(),
+        port = pg.port,
+        ca = pg.ca_path().display(),
+        hook_port = hook.port(),
+        hook_ca = hook_ca.display(),
+    );
+    hoop_testkit::TestCa::new("not-the-postgres-ca").write_cert(dir, "other-ca.crt");
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn setup() -> Env {
+    let pg = tokio::task::spawn_blocking(|| {
+        let pg = PgServer::start(PgOptions {
+            users: vec![("app".into(), "app-secret".into())],
+            databases: vec!["appdb".into()],
+            ..PgOptions::default()
+        });
+        pg.psql(
+            "appdb",
+            "CREATE TABLE customers (id int primary key, email text, card text); \
+             INSERT INTO customers VALUES (1, 'alice@example.com', '4111 1111 1111 1111'), (2, 'bob@example.com', '5500 0000 0000 0004'); \
+             CREATE TABLE t (a int); CREATE TABLE t2 (a int); \
+             ALTER TABLE customers OWNER TO app; ALTER TABLE t OWNER TO app; ALTER TABLE t2 OWNER TO app;",
+        );
+        pg
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, hook_ca, hooks) = webhook_server(dir.path()).await;
+    let path = write_config(dir.path(), &pg, hook, &hook_ca);
+    let config = config::load(&path).unwrap();
+    let gw = Gateway::start(config).await.unwrap();
+    Env {
+        pg_port: pg.port,
+        _pg: pg,
+        dir,
+        gw: Some(gw),
+        hooks,
+    }
+}
+
+/// An HTTPS server standing in for a chat webhook: every POST body goes to the channel.
+async fn webhook_server(
+    dir: &Path,
+) -> (
+    std::net::SocketAddr,
+    PathBuf,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    use http_body_util::BodyExt;
+    let ca = hoop_testkit::TestCa::new("webhook-ca");
+    let ca_path = ca.write_cert(dir, "webhook-ca.crt");
+    let (cert_path, key_path) = ca.server().write(dir, "webhook");
+    let tls = hoop_core::tls::ServerTls::new(hoop_core::tls::ServerTlsConfig {
+        cert_path,
+        key_path,
+        ..Default::default()
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let tls = tls.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = tls.accept(tcp).await else {
+                    return;
+                };
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                            ))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, ca_path, rx)
+}
+
+/// `target/<profile>/examples/<name>` next to this test binary (`target/<profile>/deps/`).
+fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    profile_dir.join("examples").join(name)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+fn psql(conn: &str, script: &str, stop_on_error: bool) -> Output {
+    let mut c = Command::new("psql");
+    c.arg(conn).args(["-X", "-A", "-t"]);
+    if stop_on_error {
+        c.args(["-v", "ON_ERROR_STOP=1"]);
+    }
+    c.args(["-c", script]).output().unwrap()
+}
+
+/// `curl` against the admin API: (status, body).
+fn curl(ca: &Path, token: &str, method: &str, url: &str, body: Option<&str>) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args(["-sS", "--cacert"])
+        .arg(ca)
+        .args(["-X", method, "-w", "\n%{http_code}"])
+        .args(["-H", &format!("Authorization: Bearer {token}")]);
+    if let Some(b) = body {
+        c.args(["-H", "Content-Type: application/json", "-d", b]);
+        if b.len() > 1024 {
+            // Wait for the server's go-ahead, so a refusal is read, not a broken pipe.
+            c.args(["-H", "Expect: 100-continue"]);
+        }
+    }
+    let out = c.arg(url).output().unwrap();
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_owned())
+}
+
+async fn admin(
+    env: &Env,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
+    let ca = env.ca();
+    let url = env.admin_url(path);
+    let token = token.to_owned();
+    let method = method.to_owned();
+    let body = body.map(str::to_owned);
+    blocking(move || curl(&ca, &token, &method, &url, body.as_deref())).await
+}
+
+/// Waits until exactly one review is pending and returns its id.
+async fn pending_review(env: &Env) -> String {
+    let start = Instant::now();
+    loop {
+        let (code, body) = admin(env, OPS, "GET", "/v1/reviews", None).await;
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if let Some(r) = v["reviews"].as_array().and_then(|a| a.first()) {
+            return r["id"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no review appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("metric {name} missing in\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_flow_with_psql_and_curl() {
+    let mut env = setup().await;
+    let conn = env.conn(ALICE);
+
+    // A read goes through.
+    let c = conn.clone();
+    let out = blocking(move || psql(&c, "SELECT email FROM customers ORDER BY id", true)).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        rows.contains("a***@example.com"),
+        "masked partially: {rows}"
+    );
+    assert!(!rows.contains("alice@example.com"), "{rows}");
+    let c = conn.clone();
+    let out = blocking(move || psql(&c, "SELECT id, card FROM customers ORDER BY id", true)).await;
+    let rows = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && rows.contains("[REDACTED:CARD]"),
+        "{rows}"
+    );
+    assert!(!rows.contains("4111"), "{rows}");
+
+    // Unauthenticated admin calls are refused; health needs nothing.
+    let (code, _) = admin(&env, "wrong-token", "GET", "/v1/reviews", None).await;
+    assert_eq!(code, 401);
+    let (code, body) = admin(&env, "", "GET", "/healthz", None).await;
+    assert_eq!((code, body.trim()), (200, "ok"));
+
+    // A DROP is held; alice cannot approve it herself; ops approves it; it runs.
+    let c = conn.clone();
+    let held = tokio::task::spawn_blocking(move || psql(&c, "DROP TABLE t", true));
+    let id = pending_review(&env).await;
+    let hook = tokio::time::timeout(Duration::from_secs(30), env.hooks.recv())
+        .await
+        .expect("the webhook is called")
+        .unwrap();
+    assert!(
+        hook.contains(&id) && hook.contains("DROP TABLE t"),
+        "{hook}"
+    );
+    let (code, body) = admin(
+        &env,
+        ALICE_ADMIN,
+        "POST",
+        &format!("/v1/reviews/{id}/approve"),
+        Some(r#"{"reason":"mine"}"#),
+    )
+    .await;
+    assert_eq!(code, 403, "self-approval must be refused: {body}");
+    let (code, body) = admin(
+        &env,
+        OPS,
+        "POST",
+        &format!("/v1/reviews/{id}/approve"),
+        Some(r#"{"reason":"ticket 42"}"#),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"by\": \"ops\""), "{body}");
+    let out = held.await.unwrap();
+    assert!(
+        out.status.success(),
+        "approved DROP failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gone = env._pg.psql(
+        "appdb",
+        "SELECT count(*) FROM pg_tables WHERE tablename = 't'",
+    );
+    assert_eq!(gone.trim(), "0");
+
+    // A DROP rejected: the client gets an error and the session goes on.
+    let c = conn.clone();
+    let held = tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new("psql");
+        cmd.arg(&c).args([
+            "-X",
+            "-A",
+            "-t",
+            "-c",
+            "DROP TABLE t2",
+            "-c",
+            "SELECT 'still here'",
+        ]);
+        cmd.output().unwrap()
+    });
+    let id = pending_review(&env).await;
+    let (code, body) = admin(
+        &env,
+        OPS,
+        "POST",
+        &format!("/v1/reviews/{id}/reject"),
+        Some(r#"{"reason":"not today"}"#),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let out = held.await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not today"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("still here"));
+    let kept = env._pg.psql(
+        "appdb",
+        "SELECT count(*) FROM pg_tables WHERE tablename = 't2'",
+    );
+    assert_eq!(kept.trim(), "1");
+
+    // A session ended from the admin API (once the earlier sessions have left the list).
+    let start = Instant::now();
+    loop {
+        let (_, body) = admin(&env, OPS, "GET", "/v1/sessions", None).await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if v["live"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let c = conn.clone();
+    let long = tokio::task::spawn_blocking(move || psql(&c, "SELECT pg_sleep(60)", true));
+    let start = Instant::now();
+    let sid = loop {
+        let (_, body) = admin(&env, OPS, "GET", "/v1/sessions", None).await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if let Some(s) = v["live"].as_array().and_then(|a| a.first()) {
+            if s["resource"] == "appdb" {
+                break s["id"].as_str().unwrap().to_owned();
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "session never live: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (code, body) = admin(&env, OPS, "DELETE", &format!("/v1/sessions/{sid}"), None).await;
+    assert_eq!(code, 200, "{body}");
+    let out = long.await.unwrap();
+    assert!(!out.status.success(), "a killed session cannot succeed");
+    let (code, _) = admin(&env, OPS, "DELETE", &format!("/v1/sessions/{sid}"), None).await;
+    assert_eq!(code, 404, "a session is killed once");
+
+    // A target whose certificate does not verify: refused, and counted by reason.
+    let bad = conn.replace("dbname=appdb", "dbname=badtls");
+    let out = blocking(move || psql(&bad, "SELECT 1", true)).await;
+    assert!(!out.status.success());
+
+    // Metrics count what happened.
+    let (code, m) = admin(&env, OPS, "GET", "/metrics", None).await;
+    assert_eq!(code, 200);
+    assert!(
+        metric(&m, "hoop_connections_total{listener=\"pg\"}") >= 4,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "hoop_policy_decisions_total{action=\"command\",decision=\"review\"}"
+        ),
+        2,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "hoop_approvals_total{state=\"approved\"}"),
+        1,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "hoop_approvals_total{state=\"rejected\"}"),
+        1,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "hoop_command_duration_seconds_count") >= 2,
+        "{m}"
+    );
+    assert!(m.contains("hoop_sessions_live "), "{m}");
+    assert!(metric(&m, "hoop_masked_values_total") >= 4, "{m}");
+    assert!(
+        m.contains("hoop_upstream_tls_refusals_total{reason=\""),
+        "{m}"
+    );
+
+    // A new policy takes effect without a restart: DROP is now denied outright.
+    let strict = config::parse(
+        "[[policy.rules]]\nname = \"all\"\nactions = [\"connect\", \"read\"]\ndecision = \"allow\"\n",
+    )
+    .unwrap();
+    env.gw().reload_policy(&strict).unwrap();
+    let c = conn.clone();
+    let out = blocking(move || psql(&c, "DROP TABLE t2", true)).await;
+    assert!(!out.status.success());
+    let (_, pending) = admin(&env, OPS, "GET", "/v1/reviews", None).await;
+    assert!(
+        pending.contains("\"reviews\": []"),
+        "denied, not held: {pending}"
+    );
+
+    // Recordings: served by the admin API, verified, and an edited copy fails.
+    let gw = env.gw.take().unwrap();
+    let report = gw.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(report.aborted, 0);
+    let recs: Vec<PathBuf> = std::fs::read_dir(env.dir.path().join("data/recordings"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(recs.len() >= 4, "{recs:?}");
+    let mut with_drop = None;
+    for r in &recs {
+        let ok = replay::verify(r).unwrap_or_else(|e| panic!("{e}"));
+        assert!(ok.starts_with("OK: "), "{ok}");
+        let text = std::fs::read_to_string(r).unwrap();
+        if text.contains("DROP TABLE t\"") {
+            with_drop = Some((r.clone(), text));
+        }
+    }
+    let (path, text) = with_drop.expect("the approved DROP is recorded");
+    let transcript = replay::transcript(text.as_bytes()).unwrap();
+    assert!(
+        transcript.contains("REVIEW destructive DROP TABLE t"),
+        "{transcript}"
+    );
+    assert!(transcript.contains("approved by ops"), "{transcript}");
+    let edited = env.dir.path().join("edited.jsonl");
+    std::fs::write(
+        &edited,
+        text.replacen("DROP TABLE t\"", "DROP TABLE x\"", 1),
+    )
+    .unwrap();
+    let broken = replay::verify(&edited).unwrap_err();
+    assert!(
+        broken.contains("BROKEN") && broken.contains("line "),
+        "{broken}"
+    );
+    let replay_bin = example_binary("replay");
+    if replay_bin.is_file() {
+        let ok = Command::new(&replay_bin)
+            .arg("--verify")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(ok.status.code(), Some(0));
+        assert!(String::from_utf8_lossy(&ok.stdout).starts_with("OK: "));
+        let bad = Command::new(&replay_bin)
+            .arg("--verify")
+            .arg(&edited)
+            .output()
+            .unwrap();
+        assert_eq!(bad.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&bad.stdout).contains("line "));
+        let shown = Command::new(&replay_bin).arg(&path).output().unwrap();
+        assert!(String::from_utf8_lossy(&shown.stdout).contains("DROP TABLE t"));
+    } else {
+        eprintln!(
+            "note: {} not built; replay binary check skipped",
+            replay_bin.display()
+        );
+    }
+    let _ = env.pg_port;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_is_served_by_the_admin_api() {
+    let env = setup().await;
+    let c = env.conn(ALICE);
+    let out = blocking(move || psql(&c, "SELECT 42", true)).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // psql may exit before the gateway has moved the session to the recent list.
+    let start = Instant::now();
+    let id = loop {
+        let (_, body) = admin(&env, OPS, "GET", "/v1/sessions", None).await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if let Some(id) = v["recent"][0]["id"].as_str() {
+            break id.to_owned();
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The recording is complete once the session's end is written; poll briefly.
+    let start = Instant::now();
+    loop {
+        let (code, rec) = admin(
+            &env,
+            OPS,
+            "GET",
+            &format!("/v1/sessions/{id}/recording"),
+            None,
+        )
+        .await;
+        if code == 200 && rec.contains("session_end") {
+            assert!(rec.contains("SELECT 42"), "{rec}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{code} {rec}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, _) = admin(&env, OPS, "GET", "/v1/sessions/not-an-id/recording", None).await;
+    assert_eq!(code, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defaults_make_pki_tokens_and_answer_no_resource() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[data]\ndir = \"{}\"\n[[listeners]]\nname = \"pg\"\nprotocol = \"postgres\"\nbind = \"127.0.0.1:0\"\n[admin]\nbind = \"127.0.0.1:0\"\n",
+        dir.path().display()
+    );
+    let gw = Gateway::start(config::parse(&text).unwrap()).await.unwrap();
+    let info = gw.info().clone();
+    let demo = info
+        .demo_token
+        .clone()
+        .expect("demo token printed at creation");
+    let admin_token = info
+        .admin_token
+        .clone()
+        .expect("admin token printed at creation");
+    let stored = std::fs::read_to_string(dir.path().join("tokens")).unwrap();
+    assert!(!stored.contains(&demo), "only the hash is stored");
+    assert!(stored.contains(&hash_token(&demo)));
+    let ca = dir.path().join("dev-ca.crt");
+    assert!(ca.is_file());
+    assert!(gw.banner().contains(&demo));
+
+    let conn = format!(
+        "host=localhost port={} dbname=anything user=demo password={demo} sslmode=verify-full sslrootcert={}",
+        gw.listener_addr("pg").unwrap().port(),
+        ca.display()
+    );
+    let out = blocking(move || psql(&conn, "SELECT 1", true)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no resource named \"anything\""),
+        "{stderr}"
+    );
+
+    // Token rotation without restart: the new token works, the removed one does not.
+    let port = gw.listener_addr("pg").unwrap().port();
+    let fresh = "fresh-token-0123456789abcdef";
+    std::fs::write(
+        dir.path().join("tokens"),
+        format!("erin::{}\n", hash_token(fresh)),
+    )
+    .unwrap();
+    assert_eq!(gw.reload_tokens().unwrap(), 1);
+    let ca4 = ca.clone();
+    let (with_new, with_old) = blocking(move || {
+        let c = |t: &str| {
+            format!(
+                "host=localhost port={port} dbname=anything user=x password={t} sslmode=verify-full sslrootcert={}",
+                ca4.display()
+            )
+        };
+        (psql(&c(fresh), "SELECT 1", true), psql(&c(&demo), "SELECT 1", true))
+    })
+    .await;
+    assert!(String::from_utf8_lossy(&with_new.stderr).contains("no resource named"));
+    let old_err = String::from_utf8_lossy(&with_old.stderr);
+    assert!(!old_err.contains("no resource named"), "{old_err}");
+
+    let url = format!("https://{}/v1/sessions", gw.admin_addr().unwrap());
+    let ca2 = ca.clone();
+    let (code, body) = blocking(move || curl(&ca2, &admin_token, "GET", &url, None)).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"user\": \"demo\""), "{body}");
+    // Bad requests get clear answers, never a crash.
+    let base = format!("https://{}", gw.admin_addr().unwrap());
+    let (ca3, tok) = (ca.clone(), info.admin_token.clone().unwrap());
+    let codes = blocking(move || {
+        let big = format!("{{\"reason\":\"{}\"}}", "x".repeat(100_000));
+        [
+            curl(
+                &ca3,
+                &tok,
+                "POST",
+                &format!("{base}/v1/reviews/r-x/approve"),
+                Some(&big),
+            )
+            .0,
+            curl(
+                &ca3,
+                &tok,
+                "POST",
+                &format!("{base}/v1/reviews/r-x/approve"),
+                Some("not json"),
+            )
+            .0,
+            curl(
+                &ca3,
+                &tok,
+                "POST",
+                &format!("{base}/v1/reviews/r-x/reject"),
+                None,
+            )
+            .0,
+            curl(&ca3, &tok, "GET", &format!("{base}/v1/nothing"), None).0,
+            curl(
+                &ca3,
+                &tok,
+                "DELETE",
+                &format!("{base}/v1/sessions/0000000000000000-1"),
+                None,
+            )
+            .0,
+        ]
+    })
+    .await;
+    assert_eq!(codes, [413, 400, 404, 404, 404]);
+    assert!(gw.reload_certificates().is_empty());
+    gw.shutdown(Duration::from_secs(5)).await;
+
+    // A second start reuses the files and shows no token again.
+    let gw = Gateway::start(config::parse(&text).unwrap()).await.unwrap();
+    assert!(gw.info().demo_token.is_none() && gw.info().admin_token.is_none());
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[test]
+fn broken_config_exits_2_with_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[listeners]]\nname = \"pg\"\nprotocol = \"postgres\"\nbind = \"x\"\n",
+    )
+    .unwrap();
+    let want = "config error: listeners[0].bind: invalid socket address \"x\"";
+    assert_eq!(config::load(&bad).unwrap_err().to_string(), want);
+
+    let bin = example_binary("gateway");
+    if !bin.is_file() {
+        eprintln!(
+            "note: {} not built (cargo build -p hoop-examples --examples); binary check skipped",
+            bin.display()
+        );
+        return;
+    }
+    let out = Command::new(&bin)
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), want);
+
+    // A secret-looking value is never echoed.
+    std::fs::write(&bad, "[admin]\ntoken_hash = \"hoop_supersecret\"\n").unwrap();
+    let out = Command::new(&bin)
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("config error: admin.token_hash:"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("supersecret"), "{stderr}");
+}
+
+/// The compiled binary: starts from a config file, answers on its admin API, reloads on
+/// SIGHUP and drains on SIGTERM with exit code 0.
+#[test]
+fn binary_reloads_on_sighup_and_drains_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let bin = example_binary("gateway");
+    if !bin.is_file() {
+        eprintln!("note: {} not built; skipped", bin.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[data]\ndir = \"{}\"\n[[listeners]]\nname = \"pg\"\nprotocol = \"postgres\"\nbind = \"127.0.0.1:0\"\n[admin]\nbind = \"127.0.0.1:0\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut child = Command::new(&bin)
+        .arg("--config")
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let mut admin = None;
+    let mut tokens = Vec::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(a) = line.trim().strip_prefix("admin API: https://") {
+            admin = Some(a.to_owned());
+        }
+        if line.contains("token (shown once") {
+            tokens.push(line.rsplit(' ').next().unwrap().to_owned());
+        }
+        if line.starts_with("Try:") {
+            break;
+        }
+    }
+    let admin = admin.expect("the banner names the admin API");
+    let ca = dir.path().join("dev-ca.crt");
+    let (code, body) = curl(&ca, "", "GET", &format!("https://{admin}/readyz"), None);
+    assert_eq!((code, body.trim()), (200, "ready"));
+
+    let wait_log = |what: &str| {
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains(what) {
+                return text;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no {what:?} in\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_log("certificates reloaded");
+    wait_log("policy reloaded");
+    wait_log("static tokens reloaded");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let text = wait_log("stopped:");
+    assert!(text.contains("SIGTERM received"), "{text}");
+    assert_eq!(tokens.len(), 2, "demo and admin tokens are shown once");
+    for t in &tokens {
+        assert!(t.starts_with("hoop_"));
+        assert!(!text.contains(t.as_str()), "a token reached the log");
+    }
+}
+
+/// With `admin.tls.client_ca`, callers are identified by their client certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_with_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let admins = hoop_testkit::TestCa::new("admins");
+    let ca_path = admins.write_cert(dir.path(), "admins-ca.crt");
+    let (cert, key) = admins.client("carol").write(dir.path(), "carol");
+    let text = format!(
+        "[data]\ndir = \"{d}\"\n[[listeners]]\nname = \"pg\"\nprotocol = \"postgres\"\nbind = \"127.0.0.1:0\"\n[admin]\nbind = \"127.0.0.1:0\"\ntls = {{ client_ca = \"{ca}\" }}\n",
+        d = dir.path().display(),
+        ca = ca_path.display()
+    );
+    let gw = Gateway::start(config::parse(&text).unwrap()).await.unwrap();
+    assert!(
+        gw.info().admin_token.is_none(),
+        "no token is made when certificates are used"
+    );
+    let url = format!(
+        "https://{}/v1/reviews/r-unknown/approve",
+        gw.admin_addr().unwrap()
+    );
+    let server_ca = dir.path().join("dev-ca.crt");
+    let out = blocking(move || {
+        let with = Command::new("curl")
+            .args(["-sS", "-X", "POST", "-w", "\n%{http_code}", "--cacert"])
+            .arg(&server_ca)
+            .arg("--cert")
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key)
+            .arg(&url)
+            .output()
+            .unwrap();
+        let without = Command::new("curl")
+            .args(["-sS", "-X", "POST", "--cacert"])
+            .arg(&server_ca)
+            .arg(&url)
+            .output()
+            .unwrap();
+        (with, without)
+    })
+    .await;
+    let body = String::from_utf8_lossy(&out.0.stdout);
+    // Authenticated as carol: the review is unknown (404), not a 401.
+    assert!(body.ends_with("404"), "{body}");
+    assert!(
+        !out.1.status.success(),
+        "no client certificate: the handshake fails"
+    );
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+/// A `tcp` listener from the config: TLS from the client, `AUTH <token>`, then bytes
+/// relayed to the target (here a plaintext echo server, explicitly opted in).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_listener_relays_after_auth_line() {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_addr = echo.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tokens"),
+        format!("alice:dev:{}\n", hash_token(ALICE)),
+    )
+    .unwrap();
+    let text = format!(
+        "[data]\ndir = \"{d}\"\n[[listeners]]\nname = \"echo\"\nprotocol = \"tcp\"\nbind = \"127.0.0.1:0\"\n\
+         [[resources]]\nname = \"echo\"\nprotocol = \"tcp\"\nlistener = \"echo\"\ntarget = \"{echo_addr}\"\nplaintext = true\n\
+         [identity]\nstatic_tokens_file = \"{d}/tokens\"\n[admin]\nenabled = false\n",
+        d = dir.path().display()
+    );
+    let gw = Gateway::start(config::parse(&text).unwrap()).await.unwrap();
+    assert!(gw.info().warnings.iter().any(|w| w.contains("PLAINTEXT")));
+    assert!(gw.admin_addr().is_none());
+
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(dir.path().join("dev-ca.crt")).unwrap()
+    {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let client = rustls::ClientConfig::builder_with_provider(hoop_core::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(gw.listener_addr("echo").unwrap())
+        .await
+        .unwrap();
+    let mut tls = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(format!("AUTH {ALICE}\nhello through hoop").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 64];
+    let mut got = Vec::new();
+    while !got.ends_with(b"hello through hoop") {
+        let n = tls.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, b"OK\nhello through hoop");
+    drop(tls);
+    assert_eq!(gw.metrics().connections("echo"), 1);
+    gw.shutdown(Duration::from_secs(5)).await;
+}
