@@ -181,6 +181,7 @@ async fn serve_session(
     let activity = Activity::new();
     let io = TokioIo::new(IdleIo::new(stream, activity.clone()));
     let grace = Duration::from_secs(5);
+    let mut idle_fired = false;
     let result = if h2 {
         let conn = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
@@ -197,6 +198,7 @@ async fn serve_session(
             // (a quiet watch) go on to their end.
             () = activity.idle(ctx.idle_timeout) => {
                 debug!("client connection idle: closing");
+                idle_fired = true;
                 conn.as_mut().graceful_shutdown();
                 tokio::select! {
                     r = conn.as_mut() => r,
@@ -209,6 +211,7 @@ async fn serve_session(
             .timer(TokioTimer::new())
             .header_read_timeout(ctx.idle_timeout)
             .max_buf_size(inner.opts.max_header_bytes.max(8192))
+            .max_header_size(inner.opts.max_header_bytes)
             .serve_connection(io, svc)
             .with_upgrades();
         let mut conn = pin!(conn);
@@ -222,6 +225,7 @@ async fn serve_session(
             // (a quiet watch) go on to their end.
             () = activity.idle(ctx.idle_timeout) => {
                 debug!("client connection idle: closing");
+                idle_fired = true;
                 conn.as_mut().graceful_shutdown();
                 tokio::select! {
                     r = conn.as_mut() => r,
@@ -234,10 +238,16 @@ async fn serve_session(
     session.tasks.close();
     session.tasks.wait().await;
     let reason = match &result {
-        Ok(()) if ctx.cancel.is_cancelled() => String::from("cancelled"),
+        _ if ctx.cancel.is_cancelled() => String::from("cancelled"),
+        _ if idle_fired => String::from("idle timeout"),
+        // HTTP/1.1: the header read timeout between requests is the idle timeout.
+        Err(e) if e.is_timeout() => String::from("idle timeout"),
         Ok(()) => String::from("client closed"),
+        Err(e) if e.is_incomplete_message() || e.is_canceled() => String::from("client closed"),
         Err(e) => format!("error: {e}"),
     };
+    // Closing an idle connection is not an error, however the client took it.
+    let result = if idle_fired { Ok(()) } else { result };
     let established = session.state.lock().await.take();
     drop(session);
     if let Some(est) = established {
@@ -268,7 +278,7 @@ fn finish_result(result: Result<(), hyper::Error>) -> Result<(), HttpError> {
     match result {
         Ok(()) => Ok(()),
         // A client that goes away mid-request is not a gateway error.
-        Err(e) if e.is_incomplete_message() || e.is_canceled() => Ok(()),
+        Err(e) if e.is_incomplete_message() || e.is_canceled() || e.is_timeout() => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
