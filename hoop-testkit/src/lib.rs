@@ -11,6 +11,7 @@
 )]
 
 pub mod certs;
+pub mod nginx;
 pub mod ports;
 pub mod postgres;
 

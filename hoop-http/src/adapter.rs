@@ -1,0 +1,812 @@
+//! [`HttpAdapter`]: one client connection = one hoop session.
+//!
+//! ## Identity
+//!
+//! - With a client certificate (listener configured with a client CA), the certificate is
+//!   the identity for the whole connection; `Authorization` headers are ignored (and
+//!   never forwarded).
+//! - Otherwise every request must carry `Authorization: Bearer <token>` (an OIDC JWT or a
+//!   gateway token). The first request authenticates and authorizes the session. Later
+//!   requests presenting the same token (compared by SHA-256) go on while the identity
+//!   has not expired; a different token (or an expired identity) is authenticated again
+//!   and must yield the same subject and groups, otherwise the request gets 401 and the
+//!   client has to open a new connection for another identity.
+//!
+//! ## Per request
+//!
+//! Framing conflicts (`Content-Length` with `Transfer-Encoding`, several
+//! `Content-Length`s) → 400; the path is normalised ([`crate::normalize_path`], 400 when
+//! refused) and the normalised path is what is forwarded; the policy decides the
+//! [`crate::command::command`]; deny → 403 JSON, review → held up to
+//! `Services::approval_hold`, then 403 with the review id (an approval creates a grant
+//! so the retried request passes). Allowed requests are sent to the target with the
+//! headers rewritten ([`crate::headers::prepare_request`]), responses masked
+//! ([`crate::body`]) and recorded.
+//!
+//! ## Upgrades
+//!
+//! HTTP/1.1 `Upgrade` requests for WebSocket or SPDY (others, like `h2c`, get 400: an
+//! `h2c` tunnel would carry requests past the policy) allowed by the policy are sent on a
+//! dedicated target connection; on `101` both sides are upgraded and relayed byte for
+//! byte with [`hoop_core::relay::relay`]; the opening and the end are recorded as notes.
+//! The target's TLS settings must then offer `http/1.1` (a target that picks `h2` by ALPN
+//! cannot upgrade: 502).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::{StreamExt, TryStreamExt};
+use hoop_core::sequence::{Authorized, Checked};
+use hoop_core::tls::ClientTlsInfo;
+use hoop_core::{Adapter, ClientConn, Credential, Event, SessionCtx};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, BodyStream, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls_pki_types::CertificateDer;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::body::{BodyKind, Coding, decode, mask_body};
+use crate::command::command;
+use crate::config::{HttpOptions, HttpTarget};
+use crate::error::{BoxError, HttpError};
+use crate::headers;
+use crate::idle::{Activity, IdleIo};
+use crate::normalize::normalize_path;
+use crate::response::{Outcome, Recorded, empty, error_response, full};
+use crate::stream::{LineMasked, is_line_stream};
+use crate::upstream::{self, Body, Pool, Sender};
+
+/// The HTTP / Kubernetes-API adapter for one target.
+///
+/// ```no_run
+/// use hoop_core::Resource;
+/// use hoop_core::sequence::UpstreamSecurity;
+/// use hoop_core::tls::{UpstreamTls, UpstreamTlsConfig, UpstreamRoots};
+/// use hoop_http::{HttpAdapter, HttpOptions, HttpTarget, Secret, UpstreamCredential};
+/// # fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// let tls = UpstreamTls::new(UpstreamTlsConfig {
+///     roots: UpstreamRoots::CaFile("k8s-ca.pem".into()),
+///     alpn: vec![b"http/1.1".to_vec()],
+///     ..Default::default()
+/// })?;
+/// let target = HttpTarget::new(
+///     Resource::new("prod-k8s", "kubernetes"),
+///     "10.0.0.1:6443".parse()?,
+///     UpstreamSecurity::Tls { tls, server_name: "kubernetes.default".into() },
+/// )
+/// .credential(UpstreamCredential::Bearer(Secret::File("/run/secrets/k8s-token".into())));
+/// let adapter = HttpAdapter::new(target, HttpOptions::default());
+/// # let _ = adapter; Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct HttpAdapter {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    target: HttpTarget,
+    opts: HttpOptions,
+}
+
+impl HttpAdapter {
+    /// An adapter serving `target`.
+    pub fn new(target: HttpTarget, opts: HttpOptions) -> Self {
+        HttpAdapter {
+            inner: Arc::new(Inner { target, opts }),
+        }
+    }
+
+    /// The target.
+    pub fn target(&self) -> &HttpTarget {
+        &self.inner.target
+    }
+}
+
+#[async_trait]
+impl Adapter for HttpAdapter {
+    fn protocol(&self) -> &'static str {
+        "http"
+    }
+
+    async fn serve(&self, conn: ClientConn, ctx: SessionCtx) -> hoop_core::error::Result<()> {
+        serve_session(self.inner.clone(), conn, ctx)
+            .await
+            .map_err(Into::into)
+    }
+}
+
+/// The session once authenticated and authorized.
+struct Established {
+    auth: Arc<Authorized>,
+    /// SHA-256 of the bearer token that last authenticated (none for certificates).
+    token_hash: Option<[u8; 32]>,
+    subject: String,
+    groups: Vec<String>,
+    expires_at: Option<SystemTime>,
+}
+
+struct Session {
+    inner: Arc<Inner>,
+    ctx: SessionCtx,
+    peer: SocketAddr,
+    cert: Option<CertificateDer<'static>>,
+    state: tokio::sync::Mutex<Option<Established>>,
+    tasks: TaskTracker,
+    pool: Arc<Pool>,
+}
+
+async fn serve_session(
+    inner: Arc<Inner>,
+    conn: ClientConn,
+    ctx: SessionCtx,
+) -> Result<(), HttpError> {
+    let tls = ctx.tls.clone().ok_or(HttpError::NoTls)?;
+    let stream = tokio::time::timeout(ctx.handshake_timeout, tls.accept(conn.stream))
+        .await
+        .map_err(|_| HttpError::Timeout("client TLS handshake"))?
+        .map_err(|e| HttpError::Core(e.into()))?;
+    let _ = stream.get_ref().0.set_nodelay(true);
+    let info = ClientTlsInfo::of(&stream);
+    let h2 = info.alpn.as_deref() == Some(b"h2");
+    let session = Arc::new(Session {
+        pool: Arc::new(Pool::new(inner.opts.max_upstream_conns)),
+        inner: inner.clone(),
+        ctx: ctx.clone(),
+        peer: conn.peer,
+        cert: info.leaf().cloned(),
+        state: tokio::sync::Mutex::new(None),
+        tasks: TaskTracker::new(),
+    });
+    let svc = {
+        let s = session.clone();
+        service_fn(move |req| {
+            let s = s.clone();
+            async move { Ok::<_, Infallible>(s.handle(req).await) }
+        })
+    };
+    // The upgraded connections are not counted: they have their own idle timeout in the
+    // relay, and the HTTP connection has handed them over.
+    let activity = Activity::new();
+    let io = TokioIo::new(IdleIo::new(stream, activity.clone()));
+    let grace = Duration::from_secs(5);
+    let mut idle_fired = false;
+    let result = if h2 {
+        let conn = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(inner.opts.max_header_bytes).unwrap_or(u32::MAX))
+            .serve_connection(io, svc);
+        let mut conn = pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            () = ctx.cancel.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                tokio::time::timeout(grace, conn).await.unwrap_or(Ok(()))
+            }
+            // Silent for the idle timeout: stop taking requests; the ones in flight
+            // (a quiet watch) go on to their end.
+            () = activity.idle(ctx.idle_timeout) => {
+                debug!("client connection idle: closing");
+                idle_fired = true;
+                conn.as_mut().graceful_shutdown();
+                tokio::select! {
+                    r = conn.as_mut() => r,
+                    () = ctx.cancel.cancelled() => Ok(()),
+                }
+            }
+        }
+    } else {
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(ctx.idle_timeout)
+            .max_buf_size(inner.opts.max_header_bytes.max(8192))
+            .max_header_size(inner.opts.max_header_bytes)
+            .serve_connection(io, svc)
+            .with_upgrades();
+        let mut conn = pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            () = ctx.cancel.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                tokio::time::timeout(grace, conn).await.unwrap_or(Ok(()))
+            }
+            // Silent for the idle timeout: stop taking requests; the ones in flight
+            // (a quiet watch) go on to their end.
+            () = activity.idle(ctx.idle_timeout) => {
+                debug!("client connection idle: closing");
+                idle_fired = true;
+                conn.as_mut().graceful_shutdown();
+                tokio::select! {
+                    r = conn.as_mut() => r,
+                    () = ctx.cancel.cancelled() => Ok(()),
+                }
+            }
+        }
+    };
+    // Upgraded connections outlive the HTTP connection: wait for their relays.
+    session.tasks.close();
+    session.tasks.wait().await;
+    let reason = match &result {
+        _ if ctx.cancel.is_cancelled() => String::from("cancelled"),
+        _ if idle_fired => String::from("idle timeout"),
+        // HTTP/1.1: the header read timeout between requests is the idle timeout.
+        Err(e) if e.is_timeout() => String::from("idle timeout"),
+        Ok(()) => String::from("client closed"),
+        Err(e) if e.is_incomplete_message() || e.is_canceled() => String::from("client closed"),
+        Err(e) => format!("error: {e}"),
+    };
+    // Closing an idle connection is not an error, however the client took it.
+    let result = if idle_fired { Ok(()) } else { result };
+    let established = session.state.lock().await.take();
+    drop(session);
+    if let Some(est) = established {
+        // Response bodies still being dropped by HTTP/2 stream tasks hold the token for
+        // a moment after the connection ended.
+        let mut auth = est.auth;
+        for _ in 0..50 {
+            match Arc::try_unwrap(auth) {
+                Ok(a) => {
+                    if let Err(e) = a.finish(&reason).await {
+                        warn!(error = %e, "recording could not be finished");
+                    }
+                    return finish_result(result);
+                }
+                Err(shared) => {
+                    auth = shared;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        warn!("session state still shared at its end; recording its end only");
+        let _ = auth.record(Event::End { reason });
+    }
+    finish_result(result)
+}
+
+fn finish_result(result: Result<(), hyper::Error>) -> Result<(), HttpError> {
+    match result {
+        Ok(()) => Ok(()),
+        // A client that goes away mid-request is not a gateway error.
+        Err(e) if e.is_incomplete_message() || e.is_canceled() || e.is_timeout() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn token_hash(token: &str) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+fn unauthorized(reason: &str) -> Response<Body> {
+    error_response(StatusCode::UNAUTHORIZED, "unauthorized", reason, None)
+}
+
+fn forbidden(reason: &str, review_id: Option<&str>) -> Response<Body> {
+    error_response(StatusCode::FORBIDDEN, "forbidden", reason, review_id)
+}
+
+fn bad_gateway(reason: &str) -> Response<Body> {
+    error_response(StatusCode::BAD_GATEWAY, "bad_gateway", reason, None)
+}
+
+impl Session {
+    /// The session's proof token, authenticating / authorizing as needed (see the module
+    /// documentation for the rules).
+    async fn authorized(&self, headers: &HeaderMap) -> Result<Arc<Authorized>, Response<Body>> {
+        let mut state = self.state.lock().await;
+        let token = if self.cert.is_some() {
+            None
+        } else {
+            headers::bearer(headers)
+        };
+        if let Some(est) = state.as_mut() {
+            if self.cert.is_some() {
+                return Ok(est.auth.clone());
+            }
+            let Some(token) = token else {
+                return Err(unauthorized("a bearer token is required on every request"));
+            };
+            let hash = token_hash(token);
+            let live = est.expires_at.is_none_or(|t| SystemTime::now() < t);
+            if est.token_hash == Some(hash) && live {
+                return Ok(est.auth.clone());
+            }
+            let authn = self
+                .ctx
+                .authenticate(&Credential::Bearer(token))
+                .await
+                .map_err(|e| unauthorized(&e.to_string()))?;
+            let id = authn.identity();
+            if id.subject != est.subject || id.groups != est.groups {
+                return Err(unauthorized(
+                    "another identity on this connection: open a new connection",
+                ));
+            }
+            est.token_hash = Some(hash);
+            est.expires_at = id.expires_at;
+            return Ok(est.auth.clone());
+        }
+        let authn = match (&self.cert, token) {
+            (Some(cert), _) => self
+                .ctx
+                .authenticate(&Credential::ClientCertificate(cert))
+                .await
+                .map_err(|e| unauthorized(&e.to_string()))?,
+            (None, Some(t)) => self
+                .ctx
+                .authenticate(&Credential::Bearer(t))
+                .await
+                .map_err(|e| unauthorized(&e.to_string()))?,
+            (None, None) => return Err(unauthorized("a bearer token is required")),
+        };
+        let id = authn.identity();
+        let (subject, groups, expires_at) = (id.subject.clone(), id.groups.clone(), id.expires_at);
+        let auth = self
+            .ctx
+            .authorize(authn, self.inner.target.resource.clone(), "http")
+            .await
+            .map_err(|e| forbidden(&e.to_string(), None))?;
+        let auth = Arc::new(auth);
+        *state = Some(Established {
+            auth: auth.clone(),
+            token_hash: token.map(token_hash),
+            subject,
+            groups,
+            expires_at,
+        });
+        Ok(auth)
+    }
+
+    async fn handle(self: Arc<Self>, mut req: Request<Incoming>) -> Response<Body> {
+        let started = Instant::now();
+        if headers::framing_conflict(req.headers()) {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "conflicting Content-Length / Transfer-Encoding",
+                None,
+            );
+        }
+        let path = match normalize_path(req.uri().path()) {
+            Ok(p) => p.into_owned(),
+            Err(e) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    &e.to_string(),
+                    None,
+                );
+            }
+        };
+        let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
+        if upgrade && !headers::upgrade_allowed(req.headers()) {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "only websocket and SPDY upgrades are relayed",
+                None,
+            );
+        }
+        let query = req.uri().query().map(str::to_owned);
+        let auth = match self.authorized(req.headers()).await {
+            Ok(a) => a,
+            Err(resp) => return resp,
+        };
+        let method = req.method().clone();
+        let cmd = command(
+            &self.inner.target.resource,
+            &method,
+            &path,
+            query.as_deref(),
+        );
+        let watch = cmd.verb == "watch";
+        match auth.check(cmd).await {
+            Ok(Checked::Allowed) => {}
+            Ok(Checked::Denied { reason }) => return forbidden(&reason, None),
+            Ok(Checked::Pending(p)) => {
+                let id = p.id.clone();
+                info!(review = %id, "request held for review");
+                match auth.await_review(p).await {
+                    Ok(None) => {}
+                    Ok(Some(reason)) => return forbidden(&reason, Some(&id)),
+                    Err(e) => return self.recording_failed(&e),
+                }
+            }
+            Err(e) => return self.recording_failed(&e),
+        }
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let masking = !self.ctx.services.masker.is_noop();
+        let (mut parts, body) = req.into_parts();
+        let bytes_in = Arc::new(AtomicU64::new(0));
+        if let Err(e) = headers::prepare_request(
+            &mut parts.headers,
+            &self.inner.target,
+            self.peer,
+            upgrade,
+            masking,
+        ) {
+            warn!(error = %e, "request headers could not be prepared");
+            return bad_gateway(&e);
+        }
+        let path_and_query = match &query {
+            Some(q) => format!("{path}?{q}"),
+            None => path.clone(),
+        };
+        let outgoing = OutgoingParts {
+            method: method.clone(),
+            headers: parts.headers,
+            path_and_query,
+            body: {
+                let counter = bytes_in.clone();
+                body.map_frame(move |f| {
+                    if let Some(d) = f.data_ref() {
+                        counter.fetch_add(d.len() as u64, Ordering::Relaxed);
+                    }
+                    f
+                })
+                .map_err(BoxError::from)
+                .boxed_unsync()
+            },
+        };
+        let result = match client_upgrade {
+            Some(on_client) => self.forward_upgrade(&auth, outgoing, on_client).await,
+            None => self.forward(&auth, outgoing).await,
+        };
+        match result {
+            Ok((resp, give_back)) => {
+                let req = ForwardedRequest {
+                    bytes_in,
+                    started,
+                    method,
+                    path,
+                    watch,
+                };
+                self.finish_response(auth, resp, give_back, req).await
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                warn!(error = %msg, "request could not be forwarded");
+                let _ = auth.record(Event::CommandResult {
+                    duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(0),
+                    rows: None,
+                    masked_fields: 0,
+                    error: Some(msg.clone()),
+                });
+                bad_gateway(&msg)
+            }
+        }
+    }
+
+    fn recording_failed(&self, e: &hoop_core::recording::RecordError) -> Response<Body> {
+        warn!(error = %e, "recording failed: ending the session");
+        self.ctx.cancel.cancel();
+        error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the session could not be recorded",
+            None,
+        )
+    }
+
+    fn build_request(
+        &self,
+        sender: &Sender,
+        out: OutgoingParts,
+    ) -> Result<Request<Body>, HttpError> {
+        let mut builder = Request::builder().method(out.method);
+        let target = &self.inner.target;
+        let mut headers = out.headers;
+        if sender.is_h2() {
+            let scheme = match target.security {
+                hoop_core::sequence::UpstreamSecurity::PlaintextOptIn => "http",
+                _ => "https",
+            };
+            builder = builder
+                .uri(format!(
+                    "{scheme}://{}{}",
+                    target.authority, out.path_and_query
+                ))
+                .version(Version::HTTP_2);
+            headers.remove(header::HOST);
+        } else {
+            builder = builder.uri(out.path_and_query).version(Version::HTTP_11);
+        }
+        let mut req = builder
+            .body(out.body)
+            .map_err(|e| HttpError::Upstream(format!("request: {e}")))?;
+        *req.headers_mut() = headers;
+        Ok(req)
+    }
+
+    async fn forward(
+        &self,
+        auth: &Authorized,
+        out: OutgoingParts,
+    ) -> Result<(Response<Incoming>, Option<Sender>), HttpError> {
+        let mut sender = tokio::time::timeout(
+            self.inner.opts.upstream_timeout,
+            self.pool.get(auth, &self.inner.target),
+        )
+        .await
+        .map_err(|_| HttpError::Timeout("a free upstream connection"))??;
+        let req = self.build_request(&sender, out)?;
+        let resp = tokio::time::timeout(self.inner.opts.upstream_timeout, sender.send(req))
+            .await
+            .map_err(|_| HttpError::Timeout("upstream response"))??;
+        Ok(match sender {
+            Sender::H2(_) => {
+                self.pool.put(sender);
+                (resp, None)
+            }
+            Sender::H1(..) => (resp, Some(sender)),
+        })
+    }
+
+    async fn forward_upgrade(
+        &self,
+        auth: &Arc<Authorized>,
+        out: OutgoingParts,
+        on_client: hyper::upgrade::OnUpgrade,
+    ) -> Result<(Response<Incoming>, Option<Sender>), HttpError> {
+        let mut sender = upstream::connect(auth, &self.inner.target).await?;
+        if sender.is_h2() {
+            return Err(HttpError::Upstream(String::from(
+                "the target chose HTTP/2, which cannot upgrade: offer only http/1.1 by ALPN",
+            )));
+        }
+        let protocol = out
+            .headers
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let req = self.build_request(&sender, out)?;
+        let mut resp = tokio::time::timeout(self.inner.opts.upstream_timeout, sender.send(req))
+            .await
+            .map_err(|_| HttpError::Timeout("upstream response"))??;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Ok((resp, None));
+        }
+        let on_upstream = hyper::upgrade::on(&mut resp);
+        auth.record(Event::Note {
+            kind: String::from("upgrade_open"),
+            detail: serde_json::json!({ "protocol": protocol }),
+        })
+        .map_err(|e| HttpError::Core(e.into()))?;
+        let auth = auth.clone();
+        let idle = self.ctx.idle_timeout;
+        let cancel = self.ctx.cancel.clone();
+        self.tasks.spawn(async move {
+            let (c, u) = tokio::join!(on_client, on_upstream);
+            let (c, u) = match (c, u) {
+                (Ok(c), Ok(u)) => (c, u),
+                (c, u) => {
+                    let msg = format!(
+                        "upgrade failed (client: {:?}, upstream: {:?})",
+                        c.err().map(|e| e.to_string()),
+                        u.err().map(|e| e.to_string())
+                    );
+                    let _ = auth.record(Event::Error { message: msg });
+                    return;
+                }
+            };
+            let stats =
+                hoop_core::relay::relay(TokioIo::new(c), TokioIo::new(u), idle, &cancel).await;
+            debug!(?stats, "upgraded connection ended");
+            let _ = auth.record(Event::Note {
+                kind: String::from("upgrade_close"),
+                detail: serde_json::json!({
+                    "protocol": protocol,
+                    "bytes_up": stats.bytes_up,
+                    "bytes_down": stats.bytes_down,
+                    "end": stats.end.to_string(),
+                }),
+            });
+        });
+        drop(sender);
+        Ok((resp, None))
+    }
+
+    async fn finish_response(
+        &self,
+        auth: Arc<Authorized>,
+        resp: Response<Incoming>,
+        give_back: Option<Sender>,
+        req: ForwardedRequest,
+    ) -> Response<Body> {
+        let ForwardedRequest {
+            bytes_in,
+            started,
+            method,
+            path,
+            watch,
+        } = req;
+        let (mut parts, body) = resp.into_parts();
+        let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+        headers::prepare_response(&mut parts.headers, switching);
+        let mut outcome = Outcome {
+            auth: auth.clone(),
+            started,
+            method: method.to_string(),
+            path,
+            status: parts.status.as_u16(),
+            masked: 0,
+            masked_live: None,
+            bytes_in,
+            give_back: give_back.map(|s| (self.pool.clone(), s)),
+        };
+        if switching {
+            outcome.record(0, true);
+            return Response::from_parts(parts, empty());
+        }
+        let no_body = method == Method::HEAD
+            || parts.status == StatusCode::NO_CONTENT
+            || parts.status == StatusCode::NOT_MODIFIED;
+        let body = if no_body {
+            body.map_err(BoxError::from).boxed_unsync()
+        } else {
+            match self.mask(&auth, &mut parts.headers, body, watch).await {
+                Ok((b, Masked::Count(n))) => {
+                    outcome.masked = n;
+                    b
+                }
+                Ok((b, Masked::Live(n))) => {
+                    outcome.masked_live = Some(n);
+                    b
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    warn!(error = %msg, "response refused");
+                    let _ = auth.record(Event::Error {
+                        message: msg.clone(),
+                    });
+                    outcome.status = StatusCode::BAD_GATEWAY.as_u16();
+                    outcome.give_back = None;
+                    outcome.record(0, false);
+                    return bad_gateway(&msg);
+                }
+            }
+        };
+        Response::from_parts(parts, Recorded::new(body, outcome).boxed_unsync())
+    }
+
+    /// Masks a response body (buffered up to the target's limit), or passes it on
+    /// untouched when there is nothing to mask.
+    async fn mask(
+        &self,
+        auth: &Authorized,
+        headers: &mut HeaderMap,
+        mut body: Incoming,
+        watch: bool,
+    ) -> Result<(Body, Masked), HttpError> {
+        let masker = self.ctx.services.masker.clone();
+        if masker.is_noop() {
+            return Ok((
+                body.map_err(BoxError::from).boxed_unsync(),
+                Masked::Count(0),
+            ));
+        }
+        let target = &self.inner.target;
+        let limit = target.max_body;
+        let coding = Coding::of(headers);
+        if let Some(json) = is_line_stream(headers, watch) {
+            if coding != Some(Coding::Identity) {
+                return Err(HttpError::Body(String::from(
+                    "a compressed stream cannot be inspected for masking",
+                )));
+            }
+            headers.remove(header::CONTENT_LENGTH);
+            let count = Arc::new(AtomicU64::new(0));
+            let b = LineMasked::new(body, masker, json, limit, count.clone());
+            return Ok((b.boxed_unsync(), Masked::Live(count)));
+        }
+        let kind = BodyKind::of(headers);
+        if kind == BodyKind::Opaque {
+            return Ok((
+                body.map_err(BoxError::from).boxed_unsync(),
+                Masked::Count(0),
+            ));
+        }
+        let Some(coding) = coding else {
+            return Err(HttpError::Body(String::from(
+                "the response's content coding cannot be inspected for masking",
+            )));
+        };
+        let announced = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let mut buf = BytesMut::new();
+        let over = announced.is_some_and(|n| n > limit as u64);
+        if !over {
+            while let Some(frame) = body.frame().await {
+                let frame = frame?;
+                if let Ok(data) = frame.into_data() {
+                    if buf.len() + data.len() > limit {
+                        buf.extend_from_slice(&data);
+                        return self.over_limit(auth, buf.freeze(), body, limit);
+                    }
+                    buf.extend_from_slice(&data);
+                }
+            }
+        } else {
+            return self.over_limit(auth, buf.freeze(), body, limit);
+        }
+        let raw = buf.freeze();
+        let decoded = decode(&raw, coding, limit).map_err(HttpError::Body)?;
+        match mask_body(masker.as_ref(), kind, &decoded).map_err(HttpError::Body)? {
+            None => {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(raw.len()));
+                Ok((full(raw), Masked::Count(0)))
+            }
+            Some((masked, n)) => {
+                headers.remove(header::CONTENT_ENCODING);
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(masked.len()));
+                headers.remove(header::ETAG);
+                Ok((full(masked), Masked::Count(n)))
+            }
+        }
+    }
+
+    fn over_limit(
+        &self,
+        auth: &Authorized,
+        prefix: Bytes,
+        rest: Incoming,
+        limit: usize,
+    ) -> Result<(Body, Masked), HttpError> {
+        if !self.inner.target.passthrough_over_limit {
+            return Err(HttpError::Body(format!(
+                "the response body is larger than the masking limit of {limit} bytes"
+            )));
+        }
+        auth.record(Event::Note {
+            kind: String::from("mask_passthrough"),
+            detail: serde_json::json!({ "limit": limit }),
+        })
+        .map_err(|e| HttpError::Core(e.into()))?;
+        let first =
+            futures_util::stream::once(async move { Ok::<_, BoxError>(Frame::data(prefix)) });
+        let rest = TryStreamExt::map_err(BodyStream::new(rest), BoxError::from);
+        Ok((
+            StreamBody::new(first.chain(rest)).boxed_unsync(),
+            Masked::Count(0),
+        ))
+    }
+}
+
+/// What the response recording needs to know about its request.
+struct ForwardedRequest {
+    bytes_in: Arc<AtomicU64>,
+    started: Instant,
+    method: Method,
+    path: String,
+    watch: bool,
+}
+
+/// How many values a body had masked: known now, or counted as it streams.
+enum Masked {
+    Count(u64),
+    Live(Arc<AtomicU64>),
+}
+
+/// A request on its way to the target, before its URI form is chosen.
+struct OutgoingParts {
+    method: Method,
+    headers: HeaderMap,
+    path_and_query: String,
+    body: Body,
+}
