@@ -992,3 +992,62 @@ async fn tcp_listener_relays_after_auth_line() {
     assert_eq!(gw.metrics().connections("echo"), 1);
     gw.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_listener_masks_an_nginx_upstream() {
+    let nginx = hoop_testkit::nginx::NginxServer::start(hoop_testkit::nginx::NginxOptions {
+        files: vec![(
+            "users.json".into(),
+            br#"{"users":[{"name":"Ann","email":"ann@example.com"}]}"#.to_vec(),
+        )],
+        ..Default::default()
+    })
+    .expect("nginx is required for this test (./scripts/test installs it)");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tokens"),
+        format!("alice:dev:{}\n", hash_token(ALICE)),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("api-token"), "upstream-secret\n").unwrap();
+    let text = format!(
+        "[data]\ndir = \"{d}\"\n[[listeners]]\nname = \"api\"\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\n\
+         [[resources]]\nname = \"api\"\nprotocol = \"http\"\nlistener = \"api\"\ntarget = \"127.0.0.1:{port}\"\n\
+         password_file = \"{d}/api-token\"\n\
+         [resources.tls]\nca_file = \"{ca}\"\nserver_name = \"localhost\"\n\
+         [identity]\nstatic_tokens_file = \"{d}/tokens\"\n[admin]\nenabled = false\n\
+         [[masking.detectors]]\ndetector = \"email\"\nstrategy = \"redact\"\n",
+        d = dir.path().display(),
+        port = nginx.port,
+        ca = nginx.ca_path().display(),
+    );
+    let gw = Gateway::start(config::parse(&text).unwrap()).await.unwrap();
+    let addr = gw.listener_addr("api").unwrap();
+    let ca = dir.path().join("dev-ca.crt");
+    let url = format!("https://localhost:{}/users.json", addr.port());
+    let resolve = format!("localhost:{}:127.0.0.1", addr.port());
+    let out = blocking(move || {
+        Command::new("curl")
+            .args(["-sS", "--http2", "--cacert"])
+            .arg(&ca)
+            .args([
+                "--resolve",
+                &resolve,
+                "-H",
+                &format!("Authorization: Bearer {ALICE}"),
+            ])
+            .arg(&url)
+            .output()
+            .unwrap()
+    })
+    .await;
+    let body = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(body.contains("[REDACTED:EMAIL]"), "{body}");
+    assert!(!body.contains("ann@example.com"), "{body}");
+    gw.shutdown(Duration::from_secs(5)).await;
+}

@@ -128,7 +128,7 @@ pub struct UpstreamTlsSection {
 pub struct ResourceSection {
     /// Name (clients select a postgres resource with `dbname=<name>`).
     pub name: String,
-    /// `postgres` or `tcp`.
+    /// `postgres`, `tcp`, `http` or `kubernetes` (served by an `http` listener).
     pub protocol: String,
     /// Listener serving it.
     pub listener: String,
@@ -151,6 +151,10 @@ pub struct ResourceSection {
     /// Read-only target sessions (postgres).
     #[serde(default)]
     pub read_only: bool,
+    /// http / kubernetes: the header carrying the injected secret (`password_env` /
+    /// `password_file`) instead of `Authorization: Bearer`; with `user` set and no
+    /// header, HTTP basic authentication is used.
+    pub credential_header: Option<String>,
     /// Labels policy rules can match.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -316,7 +320,15 @@ pub fn host_of(target: &str) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
-const PROTOCOLS: [&str; 2] = ["postgres", "tcp"];
+/// Listener protocols.
+const PROTOCOLS: [&str; 3] = ["postgres", "tcp", "http"];
+/// Resource protocols (a `kubernetes` resource is served by an `http` listener).
+const RESOURCE_PROTOCOLS: [&str; 4] = ["postgres", "tcp", "http", "kubernetes"];
+
+/// Whether a listener of `listener` protocol serves a resource of `resource` protocol.
+fn serves(listener: &str, resource: &str) -> bool {
+    listener == resource || (listener == "http" && resource == "kubernetes")
+}
 
 impl Config {
     /// Checks what serde cannot: addresses, references between sections, required keys
@@ -360,7 +372,7 @@ impl Config {
             if let Some(t) = &l.tls {
                 check_server_tls(&k("tls"), t)?;
             }
-            if l.protocol == "tcp" {
+            if l.protocol == "tcp" || l.protocol == "http" {
                 let n = self
                     .resources
                     .iter()
@@ -369,7 +381,10 @@ impl Config {
                 if n != 1 {
                     return Err(ConfigError::new(
                         k("name"),
-                        format!("a tcp listener serves exactly one resource, {n} name it"),
+                        format!(
+                            "a {} listener serves exactly one resource, {n} name it",
+                            l.protocol
+                        ),
                     ));
                 }
             }
@@ -466,11 +481,11 @@ impl Config {
                 format!("duplicate resource name {:?}", r.name),
             ));
         }
-        if !PROTOCOLS.contains(&r.protocol.as_str()) {
+        if !RESOURCE_PROTOCOLS.contains(&r.protocol.as_str()) {
             return Err(ConfigError::new(
                 k("protocol"),
                 format!(
-                    "unknown protocol {:?} (expected one of {PROTOCOLS:?})",
+                    "unknown protocol {:?} (expected one of {RESOURCE_PROTOCOLS:?})",
                     r.protocol
                 ),
             ));
@@ -481,7 +496,7 @@ impl Config {
             self.listeners.iter().map(|l| l.name.as_str()).collect()
         };
         match self.listeners.iter().find(|l| l.name == r.listener) {
-            Some(l) if l.protocol != r.protocol => {
+            Some(l) if !serves(&l.protocol, &r.protocol) => {
                 return Err(ConfigError::new(
                     k("listener"),
                     format!(
@@ -553,15 +568,35 @@ impl Config {
                 _ => {}
             }
         } else {
-            for (set, key) in [
-                (r.database.is_some(), "database"),
-                (r.user.is_some(), "user"),
-                (r.password_env.is_some(), "password_env"),
-                (r.password_file.is_some(), "password_file"),
-                (r.read_only, "read_only"),
+            let http = r.protocol == "http" || r.protocol == "kubernetes";
+            if r.password_env.is_some() && r.password_file.is_some() {
+                return Err(ConfigError::new(
+                    k("password_env"),
+                    "set password_env or password_file, not both",
+                ));
+            }
+            if r.credential_header.is_some()
+                && r.password_env.is_none()
+                && r.password_file.is_none()
+            {
+                return Err(ConfigError::new(
+                    k("credential_header"),
+                    "needs password_env or password_file (the header's value)",
+                ));
+            }
+            for (set, key, allowed) in [
+                (r.database.is_some(), "database", false),
+                (r.user.is_some(), "user", http),
+                (r.password_env.is_some(), "password_env", http),
+                (r.password_file.is_some(), "password_file", http),
+                (r.credential_header.is_some(), "credential_header", http),
+                (r.read_only, "read_only", false),
             ] {
-                if set {
-                    return Err(ConfigError::new(k(key), "only for postgres resources"));
+                if set && !allowed {
+                    return Err(ConfigError::new(
+                        k(key),
+                        format!("not used by {} resources", r.protocol),
+                    ));
                 }
             }
         }

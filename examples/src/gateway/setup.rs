@@ -23,6 +23,7 @@ use hoop_core::tls::{
     ServerTls, ServerTlsConfig, UpstreamRoots, UpstreamTls, UpstreamTlsConfig, parse_spki_pin,
 };
 use hoop_core::{ActionClass, Adapter, Policy, Resource, Services};
+use hoop_http::{HttpAdapter, HttpOptions, HttpTarget, Secret as HttpSecret, UpstreamCredential};
 use hoop_postgres::{PostgresAdapter, PostgresOptions, PostgresTarget, Secret};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -314,6 +315,19 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
                 }
                 Arc::new(a)
             }
+            "http" => {
+                let Some((j, r)) = resources.first() else {
+                    return Err(ConfigError::new(
+                        format!("{key}.name"),
+                        "an http listener needs one resource",
+                    )
+                    .into());
+                };
+                Arc::new(HttpAdapter::new(
+                    http_target(*j, r, &mut info)?,
+                    HttpOptions::default(),
+                ))
+            }
             _ => {
                 let Some((j, r)) = resources.first() else {
                     return Err(ConfigError::new(
@@ -330,10 +344,10 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
                 )))
             }
         };
-        let alpn = if l.protocol == "postgres" {
-            vec![b"postgresql".to_vec()]
-        } else {
-            Vec::new()
+        let alpn = match l.protocol.as_str() {
+            "postgres" => vec![b"postgresql".to_vec()],
+            "http" => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            _ => Vec::new(),
         };
         if l.tls.as_ref().is_none_or(|t| t.cert.is_none()) {
             let p = pki.get()?;
@@ -528,6 +542,42 @@ fn upstream_of(
     Ok((addr, security))
 }
 
+/// An http / kubernetes target: the secret (if any) is injected as a bearer token, as
+/// basic authentication with `user`, or in `credential_header`.
+fn http_target(
+    i: usize,
+    r: &ResourceSection,
+    info: &mut GatewayInfo,
+) -> Result<HttpTarget, GatewayError> {
+    let (addr, security) = upstream_of(i, r, info)?;
+    let secret = match (&r.password_env, &r.password_file) {
+        (Some(v), _) => Some(HttpSecret::Env(v.clone())),
+        (None, Some(p)) => Some(HttpSecret::File(p.clone())),
+        (None, None) => None,
+    };
+    // The Host the target expects: the name alone on the default port.
+    let authority = match r.target.strip_suffix(":443") {
+        Some(host) => host.to_owned(),
+        None => r.target.clone(),
+    };
+    let mut target = HttpTarget::new(resource_of(r), addr, security).authority(authority);
+    if let Some(secret) = secret {
+        let credential = match (&r.credential_header, &r.user) {
+            (Some(name), _) => UpstreamCredential::Header {
+                name: name.clone(),
+                value: secret,
+            },
+            (None, Some(user)) => UpstreamCredential::Basic {
+                user: user.clone(),
+                password: secret,
+            },
+            (None, None) => UpstreamCredential::Bearer(secret),
+        };
+        target = target.credential(credential);
+    }
+    Ok(target)
+}
+
 fn postgres_target(
     i: usize,
     r: &ResourceSection,
@@ -632,6 +682,14 @@ pub(crate) fn banner(info: &GatewayInfo) -> String {
     );
     let _ = writeln!(o, "\nTry:");
     for (_, protocol, addr, res) in &info.listeners {
+        if protocol == "http" {
+            let _ = writeln!(
+                o,
+                "  curl --cacert {ca} -H \"Authorization: Bearer <demo token>\" https://{}:{}/",
+                addr.ip(),
+                addr.port()
+            );
+        }
         if protocol == "postgres" {
             let db = res.first().map_or("<resource>", String::as_str);
             let _ = writeln!(
