@@ -94,6 +94,7 @@ pub mod policy;
 pub mod recording;
 pub mod relay;
 pub mod resource;
+pub mod secret;
 pub mod sequence;
 pub mod server;
 pub mod session;

@@ -1,47 +1,12 @@
 //! Configuration of the HTTP adapter: the target, its credential, limits.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use hoop_core::Resource;
 use hoop_core::sequence::UpstreamSecurity;
 
-/// Where a secret comes from. Its value never appears in `Debug` output or logs.
-#[derive(Clone)]
-pub enum Secret {
-    /// A value given in code (tests, embedding).
-    Value(String),
-    /// An environment variable, read at each use (rotation without restart).
-    Env(String),
-    /// A file whose content (trailing newline removed) is the secret, read at each use.
-    File(PathBuf),
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Secret::Value(_) => f.write_str("Secret::Value(<redacted>)"),
-            Secret::Env(name) => write!(f, "Secret::Env({name:?})"),
-            Secret::File(p) => write!(f, "Secret::File({p:?})"),
-        }
-    }
-}
-
-impl Secret {
-    /// Reads the secret now. The error names the source, never the value.
-    pub fn read(&self) -> Result<String, String> {
-        match self {
-            Secret::Value(v) => Ok(v.clone()),
-            Secret::Env(name) => {
-                std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
-            }
-            Secret::File(p) => std::fs::read_to_string(p)
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-                .map_err(|e| format!("cannot read secret file {}: {e}", p.display())),
-        }
-    }
-}
+pub use hoop_core::secret::Secret;
 
 /// The credential the gateway presents to the target (the user never sees it).
 #[derive(Clone, Debug)]

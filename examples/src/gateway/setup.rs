@@ -23,7 +23,7 @@ use hoop_core::tls::{
     ServerTls, ServerTlsConfig, UpstreamRoots, UpstreamTls, UpstreamTlsConfig, parse_spki_pin,
 };
 use hoop_core::{ActionClass, Adapter, Policy, Resource, Services};
-use hoop_http::{HttpAdapter, HttpOptions, HttpTarget, Secret as HttpSecret, UpstreamCredential};
+use hoop_http::{HttpAdapter, HttpOptions, HttpTarget, UpstreamCredential};
 use hoop_postgres::{PostgresAdapter, PostgresOptions, PostgresTarget, Secret};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -551,8 +551,8 @@ fn http_target(
 ) -> Result<HttpTarget, GatewayError> {
     let (addr, security) = upstream_of(i, r, info)?;
     let secret = match (&r.password_env, &r.password_file) {
-        (Some(v), _) => Some(HttpSecret::Env(v.clone())),
-        (None, Some(p)) => Some(HttpSecret::File(p.clone())),
+        (Some(v), _) => Some(Secret::Env(v.clone())),
+        (None, Some(p)) => Some(Secret::File(p.clone())),
         (None, None) => None,
     };
     // The Host the target expects: the name alone on the default port.

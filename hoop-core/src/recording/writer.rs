@@ -157,6 +157,25 @@ impl QueuedRecording {
         }
     }
 
+    /// The queue message for `event`: `None` when this recording does not keep such
+    /// events, an error when it failed earlier and fails closed.
+    fn message(&self, event: Event) -> Result<Option<Msg>, RecordError> {
+        if !(self.wants)(&event) {
+            return Ok(None);
+        }
+        if self.shared.fail_closed && self.shared.failed.load(Ordering::Acquire) {
+            return Err(RecordError::Unavailable(format!(
+                "{}: recording failed earlier",
+                self.shared.name
+            )));
+        }
+        Ok(Some(Msg::Event {
+            time: SystemTime::now(),
+            dropped_before: self.shared.dropped.load(Ordering::Relaxed),
+            event,
+        }))
+    }
+
     fn refuse(&self, why: &str) -> Result<(), RecordError> {
         self.shared.dropped.fetch_add(1, Ordering::Relaxed);
         if self.shared.fail_closed {
@@ -174,19 +193,8 @@ impl QueuedRecording {
 #[async_trait]
 impl Recording for QueuedRecording {
     fn record(&self, event: Event) -> Result<(), RecordError> {
-        if !(self.wants)(&event) {
+        let Some(msg) = self.message(event)? else {
             return Ok(());
-        }
-        if self.shared.fail_closed && self.shared.failed.load(Ordering::Acquire) {
-            return Err(RecordError::Unavailable(format!(
-                "{}: recording failed earlier",
-                self.shared.name
-            )));
-        }
-        let msg = Msg::Event {
-            time: SystemTime::now(),
-            dropped_before: self.shared.dropped.load(Ordering::Relaxed),
-            event,
         };
         match self.tx.try_send(msg) {
             Ok(()) => Ok(()),
@@ -196,19 +204,8 @@ impl Recording for QueuedRecording {
     }
 
     async fn record_async(&self, event: Event) -> Result<(), RecordError> {
-        if !(self.wants)(&event) {
+        let Some(msg) = self.message(event)? else {
             return Ok(());
-        }
-        if self.shared.fail_closed && self.shared.failed.load(Ordering::Acquire) {
-            return Err(RecordError::Unavailable(format!(
-                "{}: recording failed earlier",
-                self.shared.name
-            )));
-        }
-        let msg = Msg::Event {
-            time: SystemTime::now(),
-            dropped_before: self.shared.dropped.load(Ordering::Relaxed),
-            event,
         };
         match tokio::time::timeout(self.max_stall, self.tx.send(msg)).await {
             Ok(Ok(())) => Ok(()),
