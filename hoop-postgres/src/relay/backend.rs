@@ -303,6 +303,11 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
                 }
                 self.current = None;
                 self.copy_out = None;
+                // Outside a transaction block no portal survives: forget their
+                // descriptions (bounded memory whatever portal names a client uses).
+                if frame.body() == b"I" {
+                    self.portals.clear();
+                }
                 Ok(Some(frame))
             }
             tags::COPY_OUT_RESPONSE | tags::COPY_BOTH_RESPONSE => {

@@ -199,9 +199,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
                     let b = Bind::parse(frame.body())?;
                     let cmd = self.statements.get(b.statement).cloned();
                     if let Some(cmd) = cmd {
-                        if self.portals.len() < MAX_NAMED || b.portal.is_empty() {
-                            self.portals.insert(b.portal.to_owned(), cmd);
+                        // Portals end with their transaction, which this half does not
+                        // see: when the map is full, start over (bounded memory; only
+                        // the recording of very old portals loses its statement text).
+                        if self.portals.len() >= MAX_NAMED {
+                            self.portals.clear();
                         }
+                        self.portals.insert(b.portal.to_owned(), cmd);
                     } else {
                         self.portals.remove(b.portal);
                     }
