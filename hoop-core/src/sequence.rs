@@ -219,7 +219,7 @@ fn verdict_text(v: &Verdict) -> String {
 
 fn approval_to_event(v: &Verdict) -> Event {
     let (state, reviewer, reason) = match v {
-        Verdict::Approved { by, .. } => ("approved", Some(by.clone()), None),
+        Verdict::Approved { by, reason, .. } => ("approved", Some(by.clone()), reason.clone()),
         Verdict::Rejected { by, reason, .. } => {
             ("rejected", Some(by.clone()), Some(reason.clone()))
         }

@@ -98,10 +98,12 @@ async fn approve_releases_the_waiting_command() {
         Verdict::Approved {
             review_id,
             by,
+            reason,
             until,
         } => {
             assert_eq!(review_id, id);
             assert_eq!(by, "bob");
+            assert_eq!(reason.as_deref(), Some("ticket 42"));
             assert!(until.unwrap() > std::time::SystemTime::now());
         }
         other => panic!("expected approval, got {other:?}"),
@@ -227,6 +229,7 @@ async fn grant_is_reused_only_for_the_same_requester_resource_and_action() {
             review_id,
             by,
             until,
+            ..
         }) => {
             assert!(review_id.starts_with("r-"));
             assert_eq!(by, "bob");

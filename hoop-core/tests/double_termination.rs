@@ -635,7 +635,10 @@ async fn registry_lists_and_kills_a_live_session() {
         assert!(sees_end(&mut tls).await, "client did not see the end");
         eventually("session gone", || registry.live_count() == 0).await;
         let ended = registry.get(s.id).unwrap();
-        assert_eq!(ended.end_reason.as_deref(), Some("cancelled"));
+        assert_eq!(
+            ended.end_reason.as_deref(),
+            Some("killed by an operator: cancelled")
+        );
         assert!(ended.ended_at.is_some());
         eventually("end recorded", || !gw.recorder.end_reasons().is_empty()).await;
         assert_eq!(gw.recorder.end_reasons(), vec!["cancelled"]);

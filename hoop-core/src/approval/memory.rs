@@ -268,6 +268,7 @@ fn verdict_of(r: &Review) -> Verdict {
         ReviewState::Approved => Verdict::Approved {
             review_id,
             by: r.info.decided_by.clone().unwrap_or_default(),
+            reason: r.info.decision_reason.clone(),
             until: r.until,
         },
         ReviewState::Rejected => Verdict::Rejected {
@@ -529,6 +530,7 @@ impl InMemoryGate {
             let verdict = Verdict::Approved {
                 review_id: id.to_owned(),
                 by: reviewer.subject.clone(),
+                reason: reason.map(str::to_owned),
                 until: Some(until),
             };
             if let Some(tx) = r.tx.take() {
@@ -695,6 +697,7 @@ impl ApprovalGate for InMemoryGate {
                 Submission::Decided(Verdict::Approved {
                     review_id,
                     by,
+                    reason: None,
                     until: Some(until),
                 })
             } else {

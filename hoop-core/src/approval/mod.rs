@@ -48,6 +48,9 @@ pub enum Verdict {
         review_id: String,
         /// Reviewer subject (for an existing grant, who granted it).
         by: String,
+        /// The reviewer's reason, if given.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
         /// End of the grant.
         #[serde(skip)]
         until: Option<SystemTime>,

@@ -138,10 +138,12 @@ impl SessionRegistry {
     }
 
     /// Ends a live session (its adapter sees `ctx.cancel` fire). Returns whether it was live.
+    /// The session's end reason says it was killed by an operator.
     pub fn kill(&self, id: SessionId) -> bool {
-        let g = self.lock();
-        match g.live.get(&id) {
+        let mut g = self.lock();
+        match g.live.get_mut(&id) {
             Some(l) => {
+                l.info.end_reason = Some(String::from("killed by an operator"));
                 l.cancel.cancel();
                 true
             }
@@ -159,7 +161,10 @@ impl SessionRegistry {
         let mut g = self.lock();
         if let Some(mut l) = g.live.remove(&id) {
             l.info.ended_at = Some(SystemTime::now());
-            l.info.end_reason = Some(reason);
+            l.info.end_reason = Some(match l.info.end_reason.take() {
+                Some(why) => format!("{why}: {reason}"),
+                None => reason,
+            });
             if g.recent.len() >= RECENT {
                 g.recent.pop_front();
             }
@@ -271,7 +276,10 @@ mod tests {
         drop(h);
         assert_eq!(r.live_count(), 0);
         let recent = r.recent();
-        assert_eq!(recent[0].end_reason.as_deref(), Some("killed"));
+        assert_eq!(
+            recent[0].end_reason.as_deref(),
+            Some("killed by an operator: killed")
+        );
         assert!(!r.kill(id));
     }
 }
