@@ -123,7 +123,7 @@ impl PostgresAdapter {
         };
         let cert = client_certificate(&stream);
         let (cr, cw) = tokio::io::split(*stream);
-        let mut reader = FrameReader::new(cr, self.opts.max_message, buffered);
+        let mut reader = FrameReader::new(cr, self.opts.max_client_message, buffered);
         let mut writer = FrameWriter::new(cw, self.opts.flush_threshold);
 
         if let Some(p) = REFUSED_PARAMS.iter().find(|p| params.get(p).is_some()) {

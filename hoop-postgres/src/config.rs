@@ -34,8 +34,11 @@ pub struct PostgresOptions {
     /// Accept clients that do not negotiate TLS (the token would travel in clear: off by
     /// default; plaintext CancelRequests are always accepted, they carry no credential).
     pub allow_plaintext_clients: bool,
-    /// Largest message accepted from either side.
+    /// Largest message accepted from the target (default 1 GiB, PostgreSQL's own limit).
     pub max_message: usize,
+    /// Largest message accepted from a client (default 256 MiB): what one unauthenticated
+    /// or hostile connection can make the gateway buffer.
+    pub max_client_message: usize,
     /// Flush coalesced writes once this many bytes are buffered.
     pub flush_threshold: usize,
     /// Classification cache size (query texts).
@@ -47,6 +50,7 @@ impl Default for PostgresOptions {
         PostgresOptions {
             allow_plaintext_clients: false,
             max_message: crate::codec::DEFAULT_MAX_MESSAGE,
+            max_client_message: 256 << 20,
             flush_threshold: 64 * 1024,
             class_cache: 10_000,
         }

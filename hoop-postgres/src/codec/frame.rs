@@ -5,6 +5,9 @@ use bytes::{Bytes, BytesMut};
 
 use crate::CodecError;
 
+/// Largest single reservation made for a message still arriving.
+const RESERVE_STEP: usize = 256 * 1024;
+
 /// A whole tagged message, kept as the original bytes (tag, length and body).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame {
@@ -64,7 +67,10 @@ pub fn decode_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, Cod
         return Ok(None);
     };
     if buf.len() < h.wire_len {
-        buf.reserve(h.wire_len - buf.len());
+        // Room for the rest, but at most RESERVE_STEP at a time: a 5-byte header that
+        // claims a huge message must not make the gateway allocate it before the bytes
+        // actually arrive.
+        buf.reserve((h.wire_len - buf.len()).min(RESERVE_STEP));
         return Ok(None);
     }
     Ok(Some(Frame {
