@@ -106,8 +106,14 @@ impl PostgresAdapter {
             Startup::Cancel { pid, key } => {
                 match self.cancels.lookup(pid, &key) {
                     Some(target) => {
-                        if let Err(e) = forward_cancel(&target).await {
-                            warn!(error = %e, "cancel request could not be forwarded");
+                        match tokio::time::timeout(ctx.handshake_timeout, forward_cancel(&target))
+                            .await
+                        {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => {
+                                warn!(error = %e, "cancel request could not be forwarded")
+                            }
+                            Err(_) => warn!("cancel request timed out toward the target"),
                         }
                     }
                     None => info!("cancel request with an unknown key ignored"),
