@@ -56,15 +56,6 @@ pub(crate) struct ChainWriter {
     scratch: Vec<u8>,
 }
 
-#[derive(serde::Serialize)]
-struct Line<'a, B: serde::Serialize + ?Sized> {
-    seq: u64,
-    time: &'a str,
-    prev: &'a str,
-    #[serde(flatten)]
-    body: &'a B,
-}
-
 impl ChainWriter {
     pub(crate) fn new() -> Self {
         ChainWriter {
@@ -94,17 +85,31 @@ impl ChainWriter {
     ) -> Result<(), String> {
         let seq = self.seq + 1;
         let time = time_serde::format_ms(time);
+        // `{"seq":N,"time":"…","prev":"…",<members of body>}`: the body's object is
+        // serialised once and spliced after the chain members (the time is RFC 3339 and
+        // `prev` hex, so neither needs escaping).
         self.scratch.clear();
-        serde_json::to_writer(
+        let _ = std::io::Write::write_fmt(
             &mut self.scratch,
-            &Line {
-                seq,
-                time: &time,
-                prev: &self.prev,
-                body,
-            },
-        )
-        .map_err(|e| e.to_string())?;
+            format_args!(
+                "{{\"seq\":{seq},\"time\":\"{time}\",\"prev\":\"{}\"",
+                self.prev
+            ),
+        );
+        let body_at = self.scratch.len();
+        serde_json::to_writer(&mut self.scratch, body).map_err(|e| e.to_string())?;
+        match self.scratch.get(body_at..) {
+            Some(b"{}") => {
+                self.scratch.truncate(body_at);
+                self.scratch.push(b'}');
+            }
+            Some([b'{', ..]) => {
+                if let Some(open) = self.scratch.get_mut(body_at) {
+                    *open = b',';
+                }
+            }
+            _ => return Err(String::from("entry is not a JSON object")),
+        }
         // The serialiser always ends an object with `}`; the content hashed is the whole
         // object, then the hash member is spliced in before that brace.
         if self.scratch.last() != Some(&b'}') {
