@@ -13,6 +13,8 @@
 #   STOP_ON_ERROR=1  stop at the first failing run (default: mark it in the table, go on)
 #   GW_THREADS=N worker threads of the hoop gateways (default: one per CPU)
 #   NO_DIAG=1    skip the diagnostic runs (hoop without session recording)
+#   HOLD=1       set everything up, write the connection strings to /tmp/hoop-pgbench.env
+#                and wait (for profiling by hand); Ctrl-C tears it all down
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -249,6 +251,20 @@ n_mask=$(psql "$HOOP_MASK" -X -At -c "$q" | grep -c '\[REDACTED\]' || true)
 n_plain=$(psql "$HOOP" -X -At -c "$q" | grep -c '\[REDACTED' || true)
 [ "$n_mask" = 100 ] || die "masking 'match' masked $n_mask of 100 rows"
 [ "$n_plain" = 0 ] || die "masking 'nomatch' masked $n_plain rows"
+
+if [ -n "${HOLD:-}" ]; then
+    {
+        echo "DIRECT='$DIRECT'"
+        echo "HOOP='$HOOP'"
+        echo "HOOP_MASK='$HOOP_MASK'"
+        echo "HOOP_NOREC='$HOOP_NOREC'"
+        echo "BOUNCER='$BOUNCER'"
+        echo "ROWS100='$WORK/rows100.sql'"
+        echo "SCALE=$SCALE"
+    } >/tmp/hoop-pgbench.env
+    log "holding: connection strings in /tmp/hoop-pgbench.env; Ctrl-C (or kill $$) ends"
+    while :; do sleep 1; done
+fi
 
 # ---------------------------------------------------------------- runs
 LOAD_BEFORE=$(cut -d" " -f1-3 /proc/loadavg)
