@@ -12,7 +12,8 @@
 #   MODES="simple extended"
 #   STOP_ON_ERROR=1  stop at the first failing run (default: mark it in the table, go on)
 #   GW_THREADS=N worker threads of the hoop gateways (default: one per CPU)
-#   NO_DIAG=1    skip the diagnostic runs (hoop without session recording)
+#   NO_DIAG=1    skip the diagnostic runs (hoop without session recording; a transparent
+#                TCP relay that does not terminate TLS: the floor of any proxy here)
 #   HOLD=1       set everything up, write the connection strings to /tmp/hoop-pgbench.env
 #                and wait (for profiling by hand); Ctrl-C tears it all down
 set -euo pipefail
@@ -93,8 +94,9 @@ fi
 PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
 
 log "building the gateway (release)"
-(cd "$REPO" && cargo build --release -q -p hoop-benches --bin pg_gateway)
+(cd "$REPO" && cargo build --release -q -p hoop-benches --bin pg_gateway --bin tcp_relay)
 GATEWAY="$REPO/target/release/pg_gateway"
+RELAY_BIN="$REPO/target/release/tcp_relay"
 [ -x "$GATEWAY" ] || die "no $GATEWAY"
 
 WORK=$(mktemp -d /tmp/hoop-pgbench.XXXXXX)
@@ -192,6 +194,13 @@ HOOP_MASK=$(conn "$GW_PORT" bench "$TOKEN")
 start_gateway hoopnorec nomatch --no-recording
 HOOP_NOREC=$(conn "$GW_PORT" bench "$TOKEN")
 log "hoop gateways ready (masking nomatch, masking match, diagnostic without recording)"
+# Diagnostics only: a transparent TCP relay (TLS passes through end to end, no parsing):
+# the cost of one more process and hop on this machine, the floor under any proxy.
+RELAY_PORT=$(free_port)
+"$RELAY_BIN" "127.0.0.1:$RELAY_PORT" "127.0.0.1:$PG_PORT" >"$WORK/relay.out" 2>"$WORK/relay.log" &
+PIDS+=($!)
+wait_for_line "$WORK/relay.out" '^ready' 20 "$!" || die "tcp_relay did not start"
+RELAY=$(conn "$RELAY_PORT" bench "$APP_PW")
 
 # ---------------------------------------------------------------- pgbouncer
 BOUNCER_PORT=$(free_port)
@@ -259,6 +268,7 @@ if [ -n "${HOLD:-}" ]; then
         echo "HOOP_MASK='$HOOP_MASK'"
         echo "HOOP_NOREC='$HOOP_NOREC'"
         echo "BOUNCER='$BOUNCER'"
+        echo "RELAY='$RELAY'"
         echo "ROWS100='$WORK/rows100.sql'"
         echo "SCALE=$SCALE"
     } >/tmp/hoop-pgbench.env
@@ -299,6 +309,7 @@ for clients in $CLIENTS; do
         run pgbouncer "$BOUNCER" "$mode" "$clients" -S
         if [ -z "${NO_DIAG:-}" ]; then
             run "hoop-norec(diag)" "$HOOP_NOREC" "$mode" "$clients" -S
+            run "tcp-relay(diag)" "$RELAY" "$mode" "$clients" -S
         fi
     done
 done

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use hoop_core::masking::NoMasking;
 use hoop_core::{Field, Masker};
 use hoop_postgres::classify::{ClassCache, classify};
 use hoop_postgres::mask::{Column, mask_data_row};
@@ -65,26 +66,10 @@ fn classification(c: &mut Criterion) {
 
 fn masking(c: &mut Criterion) {
     let cols = vec![
-        Column {
-            name: "aid".into(),
-            type_oid: 23,
-            format: 0,
-        },
-        Column {
-            name: "bid".into(),
-            type_oid: 23,
-            format: 0,
-        },
-        Column {
-            name: "abalance".into(),
-            type_oid: 23,
-            format: 0,
-        },
-        Column {
-            name: "filler".into(),
-            type_oid: 1042,
-            format: 0,
-        },
+        Column::new(&NoMasking, "aid".into(), 23, 0),
+        Column::new(&NoMasking, "bid".into(), 23, 0),
+        Column::new(&NoMasking, "abalance".into(), 23, 0),
+        Column::new(&NoMasking, "filler".into(), 1042, 0),
     ];
     let filler = " ".repeat(84);
     let row = DataRow::encode([

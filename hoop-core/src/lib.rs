@@ -106,7 +106,7 @@ pub use adapter::{Adapter, ClientConn, Services, SessionCtx};
 pub use approval::{ApprovalGate, ReviewRequest, Verdict};
 pub use error::Error;
 pub use identity::{AuthError, AuthMethod, Authenticator, Credential, Identity};
-pub use masking::{Field, FieldKind, Masker};
+pub use masking::{Field, FieldKind, Masker, PreparedField};
 pub use policy::{Decision, Policy, Request};
 pub use recording::{Event, Recorder, Recording};
 pub use resource::Resource;

@@ -270,13 +270,15 @@ async fn existing_file_is_never_overwritten() {
     );
 }
 
-// A current-thread runtime does not run the writer task while this test runs synchronous
-// code, so a queue of capacity 1 fills deterministically.
+// The writer gathers for its batch window before it drains, so a queue of capacity 1
+// fills deterministically.
 #[tokio::test(flavor = "current_thread")]
 async fn full_queue_fail_closed_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let rec = JsonlRecorder::new(dir.path()).with_writer(WriterConfig {
         queue_capacity: 1,
+        // The writer waits this long after the first event before it drains.
+        batch_window: std::time::Duration::from_millis(500),
         ..WriterConfig::default()
     });
     let m = meta();
@@ -322,6 +324,7 @@ async fn full_queue_fail_open_writes_dropped_marker() {
     let rec = JsonlRecorder::new(dir.path()).with_writer(WriterConfig {
         queue_capacity: 1,
         fail_closed: false,
+        batch_window: std::time::Duration::from_millis(500),
         ..WriterConfig::default()
     });
     let m = meta();

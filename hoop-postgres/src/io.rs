@@ -28,6 +28,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         matches!(crate::codec::peek_header(&self.buf, self.max), Ok(Some(h)) if self.buf.len() >= h.wire_len)
     }
 
+    /// The next message if it is already buffered whole (no read, no await): callers
+    /// drain a burst without going through their `select!` for every message.
+    pub fn buffered_frame(&mut self) -> Result<Option<Frame>, PgError> {
+        Ok(decode_frame(&mut self.buf, self.max)?)
+    }
+
     /// The next message; `Ok(None)` on a clean end of stream between messages.
     pub async fn next(&mut self) -> Result<Option<Frame>, PgError> {
         loop {

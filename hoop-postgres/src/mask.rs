@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 
 use bytes::BytesMut;
-use hoop_core::{Field, FieldKind, Masker};
+use hoop_core::{Field, FieldKind, Masker, PreparedField};
 
 use crate::codec::Frame;
 use crate::error::PgError;
@@ -25,17 +25,44 @@ pub struct Column {
     pub type_oid: u32,
     /// 0 text, 1 binary.
     pub format: i16,
+    /// What the masker decided from the column alone ([`Masker::prepare`]), once per
+    /// result instead of once per value. [`PreparedField::default`] (not prepared) is
+    /// always correct, only slower.
+    pub prepared: PreparedField,
+}
+
+impl Column {
+    /// A column, with the masker's decisions about it made once.
+    pub fn new(masker: &dyn Masker, name: String, type_oid: u32, format: i16) -> Self {
+        let mut c = Column {
+            name,
+            type_oid,
+            format,
+            prepared: PreparedField::default(),
+        };
+        c.prepared = masker.prepare(&c.field());
+        c
+    }
+
+    /// The column as the masker sees it.
+    pub fn field(&self) -> Field<'_> {
+        Field {
+            name: Some(self.name.as_str()),
+            table: None,
+            kind: if is_text_like(self.type_oid) {
+                FieldKind::Text
+            } else {
+                FieldKind::Typed
+            },
+        }
+    }
 }
 
 /// Columns of a result, built from a RowDescription.
-pub fn columns(desc: &RowDescription<'_>) -> Vec<Column> {
+pub fn columns(masker: &dyn Masker, desc: &RowDescription<'_>) -> Vec<Column> {
     desc.fields
         .iter()
-        .map(|f| Column {
-            name: f.name.to_owned(),
-            type_oid: f.type_oid,
-            format: f.format,
-        })
+        .map(|f| Column::new(masker, f.name.to_owned(), f.type_oid, f.format))
         .collect()
 }
 
@@ -49,29 +76,26 @@ const JSONB_OID: u32 = 3802;
 /// Masks one value. Returns `None` when the value passes unchanged, `Some(None)` when it
 /// becomes NULL, `Some(Some(bytes))` when it is replaced.
 fn mask_value(masker: &dyn Masker, col: Option<&Column>, value: &[u8]) -> Option<Option<Vec<u8>>> {
-    let (name, oid, format) = match col {
-        Some(c) => (Some(c.name.as_str()), c.type_oid, c.format),
-        None => (None, 25, 0),
+    const UNNAMED: Field<'static> = Field {
+        name: None,
+        table: None,
+        kind: FieldKind::Text,
+    };
+    let unprepared = PreparedField::default();
+    let (field, prepared, oid, format) = match col {
+        Some(c) => (c.field(), &c.prepared, c.type_oid, c.format),
+        None => (UNNAMED, &unprepared, 25, 0),
     };
     let text_like = is_text_like(oid);
-    let field = Field {
-        name,
-        table: None,
-        kind: if text_like {
-            FieldKind::Text
-        } else {
-            FieldKind::Typed
-        },
-    };
     if format == 1 {
         // Binary: text-like types are their UTF-8 bytes (jsonb with a version byte).
         let (prefix, body) = match (oid, value) {
             (JSONB_OID, [1, rest @ ..]) => (Some(1u8), rest),
-            (JSONB_OID, _) => return masker.masks_field(&field).then_some(None),
+            (JSONB_OID, _) => return masker.masks_prepared(prepared, &field).then_some(None),
             _ => (None, value),
         };
         if text_like && let Ok(s) = std::str::from_utf8(body) {
-            return match masker.mask(&field, s) {
+            return match masker.mask_prepared(prepared, &field, s).0 {
                 Cow::Borrowed(_) => None,
                 Cow::Owned(m) => {
                     let mut out = Vec::with_capacity(m.len() + 1);
@@ -81,14 +105,14 @@ fn mask_value(masker: &dyn Masker, col: Option<&Column>, value: &[u8]) -> Option
                 }
             };
         }
-        return masker.masks_field(&field).then_some(None);
+        return masker.masks_prepared(prepared, &field).then_some(None);
     }
     let Ok(s) = std::str::from_utf8(value) else {
         // Not UTF-8 in a text-format value (a non-UTF-8 client encoding): a field rule
         // still applies; detectors cannot.
-        return masker.masks_field(&field).then_some(None);
+        return masker.masks_prepared(prepared, &field).then_some(None);
     };
-    match masker.mask(&field, s) {
+    match masker.mask_prepared(prepared, &field, s).0 {
         Cow::Borrowed(_) => None,
         Cow::Owned(m) if text_like => Some(Some(m.into_bytes())),
         Cow::Owned(_) => Some(None),
@@ -331,11 +355,7 @@ mod tests {
     }
 
     fn col(name: &str, oid: u32, format: i16) -> Column {
-        Column {
-            name: name.into(),
-            type_oid: oid,
-            format,
-        }
+        Column::new(&AtMasker, name.into(), oid, format)
     }
 
     #[test]

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use hoop_core::recording::{RecordError, SessionMeta};
 use hoop_core::server::SessionRegistry;
 use hoop_core::{
-    Action, Adapter, ClientConn, Decision, Event, Field, Masker, Policy, Recorder, Recording,
-    Request, SessionCtx,
+    Action, Adapter, ClientConn, Decision, Event, Field, Masker, Policy, PreparedField, Recorder,
+    Recording, Request, SessionCtx,
 };
 
 /// Upper bounds (milliseconds) of the command latency histogram buckets.
@@ -340,12 +340,41 @@ impl Masker for CountingMasker {
         out
     }
 
+    fn mask_counted<'v>(&self, field: &Field<'_>, value: &'v str) -> (Cow<'v, str>, u32) {
+        let (out, n) = self.inner.mask_counted(field, value);
+        if matches!(out, Cow::Owned(_)) {
+            self.metrics.masked_values.fetch_add(1, Relaxed);
+        }
+        (out, n)
+    }
+
     fn masks_field(&self, field: &Field<'_>) -> bool {
         self.inner.masks_field(field)
     }
 
     fn is_noop(&self) -> bool {
         self.inner.is_noop()
+    }
+
+    fn prepare(&self, field: &Field<'_>) -> PreparedField {
+        self.inner.prepare(field)
+    }
+
+    fn mask_prepared<'v>(
+        &self,
+        prepared: &PreparedField,
+        field: &Field<'_>,
+        value: &'v str,
+    ) -> (Cow<'v, str>, u32) {
+        let (out, n) = self.inner.mask_prepared(prepared, field, value);
+        if matches!(out, Cow::Owned(_)) {
+            self.metrics.masked_values.fetch_add(1, Relaxed);
+        }
+        (out, n)
+    }
+
+    fn masks_prepared(&self, prepared: &PreparedField, field: &Field<'_>) -> bool {
+        self.inner.masks_prepared(prepared, field)
     }
 }
 

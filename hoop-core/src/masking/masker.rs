@@ -11,7 +11,7 @@ use super::strategy::{
     FIELD_PSEUDO_LABEL, Strategy, is_pseudonym, write_partial, write_partial_generic,
     write_pseudonym, write_redacted,
 };
-use super::{Field, Masker};
+use super::{Field, Masker, PreparedField};
 use aws_lc_rs::hmac;
 use std::borrow::Cow;
 
@@ -272,34 +272,35 @@ impl RuleMasker {
     fn field_rule(&self, field: &Field<'_>) -> Option<&FieldRule> {
         self.field_rules.iter().find(|r| r.matches(field))
     }
-}
 
-impl Masker for RuleMasker {
-    fn mask<'v>(&self, field: &Field<'_>, value: &'v str) -> Cow<'v, str> {
-        self.mask_counted(field, value).0
+    /// What depends on the field alone.
+    fn plan(&self, field: &Field<'_>) -> Plan {
+        let rule = self.field_rules.iter().position(|r| r.matches(field));
+        let set = self.scan.set;
+        let name = field.name.unwrap_or("");
+        Plan {
+            rule,
+            secret_name: set.contains(Detector::AwsKey) && tokens::secret_key_name(name.as_bytes()),
+            ssn_bare: self.ssn_bare || (set.contains(Detector::Ssn) && ssn_like_name(name)),
+        }
     }
 
-    fn mask_counted<'v>(&self, field: &Field<'_>, value: &'v str) -> (Cow<'v, str>, u32) {
-        if let Some(rule) = self.field_rule(field) {
+    fn mask_planned<'v>(&self, plan: Plan, value: &'v str) -> (Cow<'v, str>, u32) {
+        if let Some(rule) = plan.rule.and_then(|i| self.field_rules.get(i)) {
             let out = self.mask_by_rule(rule, value);
             let n = u32::from(matches!(out, Cow::Owned(_)));
             return (out, n);
         }
-        let set = self.scan.set;
-        if set.is_empty() {
+        if self.scan.set.is_empty() {
             return (Cow::Borrowed(value), 0);
         }
-        let name = field.name.unwrap_or("");
         // A secret key in a field named like one: the whole value.
-        if set.contains(Detector::AwsKey)
-            && tokens::is_secret_key_value(value.as_bytes())
-            && tokens::secret_key_name(name.as_bytes())
-        {
+        if plan.secret_name && tokens::is_secret_key_value(value.as_bytes()) {
             let mut out = String::new();
             self.write_detected(&mut out, Detector::AwsKey, value);
             return (Cow::Owned(out), 1);
         }
-        let ssn_bare = self.ssn_bare || (set.contains(Detector::Ssn) && ssn_like_name(name));
+        let ssn_bare = plan.ssn_bare;
         let (first, mut count, mut touching) = self.scan_once(value, ssn_bare);
         let Cow::Owned(mut out) = first else {
             return (first, 0);
@@ -322,6 +323,87 @@ impl Masker for RuleMasker {
             }
         }
         (Cow::Owned(out), count)
+    }
+}
+
+/// What [`RuleMasker`] decides from a field alone (the rule that applies, and the
+/// name-dependent detector switches), encoded into a [`PreparedField`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Plan {
+    rule: Option<usize>,
+    secret_name: bool,
+    ssn_bare: bool,
+}
+
+impl Plan {
+    const HAS_RULE: u64 = 1 << 1;
+    const SECRET_NAME: u64 = 1 << 2;
+    const SSN_BARE: u64 = 1 << 3;
+
+    fn encode(self) -> PreparedField {
+        let mut bits = 0u64;
+        if let Some(i) = self.rule {
+            bits |= Self::HAS_RULE | ((i as u64) << 32);
+        }
+        if self.secret_name {
+            bits |= Self::SECRET_NAME;
+        }
+        if self.ssn_bare {
+            bits |= Self::SSN_BARE;
+        }
+        PreparedField::from_bits(bits)
+    }
+
+    /// `None` for an unprepared field or one that names a rule this masker lacks.
+    fn decode(p: &PreparedField, rules: usize) -> Option<Plan> {
+        let bits = p.bits()?;
+        let rule = if bits & Self::HAS_RULE != 0 {
+            let i = usize::try_from(bits >> 32).ok()?;
+            if i >= rules {
+                return None;
+            }
+            Some(i)
+        } else {
+            None
+        };
+        Some(Plan {
+            rule,
+            secret_name: bits & Self::SECRET_NAME != 0,
+            ssn_bare: bits & Self::SSN_BARE != 0,
+        })
+    }
+}
+
+impl Masker for RuleMasker {
+    fn mask<'v>(&self, field: &Field<'_>, value: &'v str) -> Cow<'v, str> {
+        self.mask_counted(field, value).0
+    }
+
+    fn mask_counted<'v>(&self, field: &Field<'_>, value: &'v str) -> (Cow<'v, str>, u32) {
+        self.mask_planned(self.plan(field), value)
+    }
+
+    fn prepare(&self, field: &Field<'_>) -> PreparedField {
+        self.plan(field).encode()
+    }
+
+    fn mask_prepared<'v>(
+        &self,
+        prepared: &PreparedField,
+        field: &Field<'_>,
+        value: &'v str,
+    ) -> (Cow<'v, str>, u32) {
+        match Plan::decode(prepared, self.field_rules.len()) {
+            Some(plan) => self.mask_planned(plan, value),
+            None => self.mask_counted(field, value),
+        }
+    }
+
+    fn masks_prepared(&self, prepared: &PreparedField, field: &Field<'_>) -> bool {
+        match Plan::decode(prepared, self.field_rules.len()) {
+            Some(plan) => plan.rule.is_some(),
+            None => self.masks_field(field),
+        }
     }
 
     fn masks_field(&self, field: &Field<'_>) -> bool {

@@ -128,6 +128,70 @@ pub trait Masker: Send + Sync {
     fn is_noop(&self) -> bool {
         false
     }
+
+    /// Decides once what depends on the field alone (its name, table and kind: which
+    /// rule applies, which name-dependent detectors run), for adapters that mask many
+    /// values of the same field, such as the rows of a result. The answer is handed back
+    /// to [`mask_prepared`](Masker::mask_prepared) with every value of that field.
+    ///
+    /// The default prepares nothing ([`PreparedField::default`]), and the `_prepared`
+    /// methods then fall back to [`mask_counted`](Masker::mask_counted) and
+    /// [`masks_field`](Masker::masks_field).
+    fn prepare(&self, field: &Field<'_>) -> PreparedField {
+        let _ = field;
+        PreparedField::default()
+    }
+
+    /// [`mask_counted`](Masker::mask_counted) for a value of a field prepared by
+    /// [`prepare`](Masker::prepare) of this masker: the same result, without deciding
+    /// the field again.
+    ///
+    /// ```
+    /// use hoop_core::masking::{Field, Masker, RuleMasker, Strategy};
+    ///
+    /// let masker = RuleMasker::builder().field("email", Strategy::Redact).build().unwrap();
+    /// let column = Field::named("email");
+    /// let plan = masker.prepare(&column);
+    /// for value in ["a@example.com", "b@example.com"] {
+    ///     let (masked, n) = masker.mask_prepared(&plan, &column, value);
+    ///     assert_eq!((masked.as_ref(), n), masker.mask_counted(&column, value));
+    /// }
+    /// ```
+    fn mask_prepared<'v>(
+        &self,
+        prepared: &PreparedField,
+        field: &Field<'_>,
+        value: &'v str,
+    ) -> (Cow<'v, str>, u32) {
+        let _ = prepared;
+        self.mask_counted(field, value)
+    }
+
+    /// [`masks_field`](Masker::masks_field) for a field prepared by
+    /// [`prepare`](Masker::prepare) of this masker.
+    fn masks_prepared(&self, prepared: &PreparedField, field: &Field<'_>) -> bool {
+        let _ = prepared;
+        self.masks_field(field)
+    }
+}
+
+/// What a [`Masker`] decided about a field from the field alone ([`Masker::prepare`]).
+/// Opaque: only meaningful to the masker that made it. The default means "not prepared".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PreparedField {
+    bits: u64,
+}
+
+impl PreparedField {
+    /// A prepared field carrying a masker's own encoding (bit 0 is reserved: set here).
+    pub fn from_bits(bits: u64) -> Self {
+        PreparedField { bits: bits | 1 }
+    }
+
+    /// The masker's encoding, or `None` when the field was not prepared.
+    pub fn bits(&self) -> Option<u64> {
+        (self.bits & 1 == 1).then_some(self.bits)
+    }
 }
 
 /// A masker that changes nothing.

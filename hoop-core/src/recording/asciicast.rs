@@ -100,12 +100,12 @@ impl AsciicastRecorder {
             last_micros: 0,
         };
         Ok(Box::new(QueuedRecording::spawn(
-            file,
+            file.into_std().await,
             encoder,
             &self.writer,
             Some(path),
             |e| matches!(e, Event::Terminal { .. }),
-        )))
+        )?))
     }
 }
 

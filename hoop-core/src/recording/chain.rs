@@ -30,7 +30,6 @@
 //! recording is finished (a `tracing` info line "recording closed" carries it) to anchor
 //! the chain outside the file.
 
-use std::fmt::Write as _;
 use std::io::{BufRead, Read as _};
 use std::path::Path;
 use std::time::SystemTime;
@@ -131,8 +130,12 @@ impl ChainWriter {
 }
 
 fn push_hex(out: &mut String, bytes: &[u8]) {
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        for nibble in [b >> 4, b & 0x0f] {
+            let d = DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0');
+            out.push(char::from(d));
+        }
     }
 }
 

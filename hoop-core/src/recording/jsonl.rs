@@ -74,12 +74,12 @@ impl JsonlRecorder {
         file.write_all(&first).await?;
         file.flush().await?;
         Ok(Box::new(QueuedRecording::spawn(
-            file,
+            file.into_std().await,
             encoder,
             &self.writer,
             Some(path),
             |_| true,
-        )))
+        )?))
     }
 }
 

@@ -1,49 +1,58 @@
-//! The bounded queue between a session and its recording file, and the background task
-//! that drains it.
+//! The bounded queue between a session and its recording file, and the writer threads
+//! that drain it.
 //!
-//! [`Recording::record`] only timestamps the event and `try_send`s it; it never waits.
-//! When the queue is full:
+//! [`Recording::record`] timestamps the event and appends it to the session's queue under
+//! an uncontended lock: no task is woken and no system call is made per event. One writer
+//! thread per process serves every open recording: the first event of a quiet period
+//! wakes it, it gathers for the batch window, then encodes and writes each session's
+//! events with one `write` per session (so each batch reaches the kernel as whole lines).
+//! A second thread runs `sync_data` beside the writes, at most every
+//! [`WriterConfig::sync_interval`] per file while it has unsynced data, so a slow disk
+//! does not stop the draining of the queues.
+//!
+//! When a queue is full:
 //!
 //! - fail closed (the default): `record` returns [`RecordError::Unavailable`] and every
 //!   later call does too, so the adapter ends the session;
 //! - fail open: the event is dropped and counted, and the writer puts a `dropped` entry
 //!   with the count in the file before the next event, so the gap is visible.
 //!
-//! The writer drains what is queued into one buffer, writes and flushes it (so each batch
-//! reaches the kernel as whole lines), calls `sync_data` at most every
-//! [`WriterConfig::sync_interval`] while there is unsynced data, and on finish writes the
-//! end entry, flushes, syncs and only then answers. At each sync the writer also checks
-//! that the path still names its file (a removed or replaced file counts as a write
-//! error: writes to an unlinked file succeed but are lost). A write error marks the recording
-//! failed: fail closed, `record` refuses from then on; fail open, it is logged and later
-//! events are counted as lost.
+//! [`Recording::record_async`] instead waits (up to [`WriterConfig::max_stall`]) for the
+//! writer to make room. On finish the writer writes the end entry, syncs and only then
+//! answers. At each sync the path is checked to still name its file (a removed or replaced
+//! file counts as a write error: writes to an unlinked file succeed but are lost). A write
+//! error marks the recording failed: fail closed, `record` refuses from then on; fail
+//! open, it is logged and later events are counted as lost.
 
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, mpsc};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 use tracing::{debug, warn};
 
 use super::{Event, RecordError, Recording};
 
-/// Largest batch written at once; the rest of the queue goes in the next batch.
+/// Largest batch written at once; the rest of the queue goes in the next write.
 const MAX_BATCH: usize = 1 << 20;
 
 /// How a file recorder queues and writes.
 #[derive(Clone, Debug)]
 pub struct WriterConfig {
-    /// Capacity of the per-session queue, in events (default 4096).
+    /// Capacity of the per-session queue, in events (default 16384).
     pub queue_capacity: usize,
     /// Whether a full queue or a write error ends the session (default `true`).
     pub fail_closed: bool,
     /// Longest time written data stays without `sync_data` (default 1 s).
     pub sync_interval: Duration,
-    /// How long the writer gathers events after the first one of a batch before writing
-    /// them together (default 2 ms): fewer, larger writes under load.
+    /// How long the writer gathers events after the first one of a quiet period before
+    /// writing them (default 10 ms): one wake-up and one write per session for many
+    /// events under load. Events reach the file within about this time.
     pub batch_window: Duration,
     /// How long [`Recording::record_async`] waits for room in a full queue before it
     /// fails (closed) or drops (open) the event (default 10 s).
@@ -56,7 +65,7 @@ impl Default for WriterConfig {
             queue_capacity: 16 * 1024,
             fail_closed: true,
             sync_interval: Duration::from_secs(1),
-            batch_window: Duration::from_millis(2),
+            batch_window: Duration::from_millis(10),
             max_stall: Duration::from_secs(10),
         }
     }
@@ -75,8 +84,11 @@ pub(crate) trait Encoder: Send + 'static {
     fn closed(&mut self, _path: &str) {}
 }
 
-/// Messages to the writer.
-pub(crate) enum Msg {
+/// The answer to a finish: `Err` with the first write or sync error.
+type Ack = oneshot::Sender<Result<(), String>>;
+
+/// What a session queues for the writer.
+enum Msg {
     Event {
         time: SystemTime,
         /// Events dropped before this one was queued.
@@ -86,342 +98,104 @@ pub(crate) enum Msg {
     Finish {
         time: SystemTime,
         reason: String,
-        ack: oneshot::Sender<Result<(), String>>,
+        /// `None` when the handle was dropped without `finish`.
+        ack: Option<Ack>,
     },
 }
 
-/// State shared by the recording handle and its writer.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// State shared by a recording handle and the writer threads.
 #[derive(Debug)]
 pub(crate) struct Shared {
     fail_closed: bool,
     /// Set after a write error, or after a refused event when failing closed.
-    failed: AtomicBool,
+    pub(crate) failed: AtomicBool,
     /// Events refused at the queue.
     dropped: AtomicU64,
     /// Events accepted but not written because of a write error.
-    lost: AtomicU64,
+    pub(crate) lost: AtomicU64,
     /// Human-readable name (the file path) for logs.
     name: String,
 }
 
-/// A [`Recording`] that queues events to a background writer.
-pub(crate) struct QueuedRecording {
-    tx: mpsc::Sender<Msg>,
-    shared: Arc<Shared>,
-    wants: fn(&Event) -> bool,
-    max_stall: Duration,
-}
-
-impl QueuedRecording {
-    /// Starts the writer task for `file` (already holding whatever `encoder` wrote at
-    /// open time) and returns the recording handle. `path`, when given, is checked to
-    /// still name `file` at each sync. Must run inside a Tokio runtime.
-    pub(crate) fn spawn<E: Encoder>(
-        file: tokio::fs::File,
-        encoder: E,
-        config: &WriterConfig,
-        path: Option<PathBuf>,
-        wants: fn(&Event) -> bool,
-    ) -> Self {
-        let name = path
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| String::from("recording"));
-        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
-        let shared = Arc::new(Shared {
-            fail_closed: config.fail_closed,
-            failed: AtomicBool::new(false),
-            dropped: AtomicU64::new(0),
-            lost: AtomicU64::new(0),
-            name,
-        });
-        let task = Writer {
-            file,
-            encoder,
-            rx,
-            shared: shared.clone(),
-            sync_interval: config.sync_interval.max(Duration::from_millis(1)),
-            batch_window: config.batch_window,
-            syncing: None,
-            reported_dropped: 0,
-            broken: None,
-            path,
-            identity: None,
-        };
-        tokio::spawn(task.run());
-        QueuedRecording {
-            tx,
-            shared,
-            wants,
-            max_stall: config.max_stall,
-        }
-    }
-
-    /// The queue message for `event`: `None` when this recording does not keep such
-    /// events, an error when it failed earlier and fails closed.
-    fn message(&self, event: Event) -> Result<Option<Msg>, RecordError> {
-        if !(self.wants)(&event) {
-            return Ok(None);
-        }
-        if self.shared.fail_closed && self.shared.failed.load(Ordering::Acquire) {
-            return Err(RecordError::Unavailable(format!(
-                "{}: recording failed earlier",
-                self.shared.name
-            )));
-        }
-        Ok(Some(Msg::Event {
-            time: SystemTime::now(),
-            dropped_before: self.shared.dropped.load(Ordering::Relaxed),
-            event,
-        }))
-    }
-
-    fn refuse(&self, why: &str) -> Result<(), RecordError> {
-        self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-        if self.shared.fail_closed {
-            self.shared.failed.store(true, Ordering::Release);
-            Err(RecordError::Unavailable(format!(
-                "{}: {why}",
-                self.shared.name
-            )))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-#[async_trait]
-impl Recording for QueuedRecording {
-    fn record(&self, event: Event) -> Result<(), RecordError> {
-        let Some(msg) = self.message(event)? else {
-            return Ok(());
-        };
-        match self.tx.try_send(msg) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => self.refuse("recording queue full"),
-            Err(mpsc::error::TrySendError::Closed(_)) => self.refuse("recording writer stopped"),
-        }
-    }
-
-    async fn record_async(&self, event: Event) -> Result<(), RecordError> {
-        let Some(msg) = self.message(event)? else {
-            return Ok(());
-        };
-        match tokio::time::timeout(self.max_stall, self.tx.send(msg)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => self.refuse("recording writer stopped"),
-            Err(_) => self.refuse("recording queue full for too long"),
-        }
-    }
-
-    async fn finish(self: Box<Self>, reason: &str) -> Result<(), RecordError> {
-        let (ack, done) = oneshot::channel();
-        let msg = Msg::Finish {
-            time: SystemTime::now(),
-            reason: reason.to_owned(),
-            ack,
-        };
-        let stopped =
-            || RecordError::Unavailable(format!("{}: recording writer stopped", self.shared.name));
-        self.tx.send(msg).await.map_err(|_| stopped())?;
-        match done.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(RecordError::Io(std::io::Error::other(e))),
-            Err(_) => Err(stopped()),
-        }
-    }
-}
-
-struct Writer<E> {
-    file: tokio::fs::File,
-    encoder: E,
-    rx: mpsc::Receiver<Msg>,
-    shared: Arc<Shared>,
-    sync_interval: Duration,
+/// One open recording, as the writer threads see it.
+struct Slot {
+    shared: Shared,
+    capacity: usize,
     batch_window: Duration,
-    /// A `sync_data` running beside the writes (on a clone of the file handle).
-    syncing: Option<tokio::task::JoinHandle<Result<(), String>>>,
-    reported_dropped: u64,
-    /// The first write error, after which nothing more is written.
-    broken: Option<String>,
-    /// The file's path, to check it is still there.
-    #[cfg_attr(not(unix), allow(dead_code))]
-    path: Option<PathBuf>,
-    /// Path, device and inode of the file being written.
+    sync_interval: Duration,
+    /// Events not yet taken by the writer.
+    queue: Mutex<VecDeque<Msg>>,
+    /// On the writer's ready list: set by the producer that put it there, cleared by the
+    /// writer before it takes the queue (so no event is left behind unscheduled).
+    scheduled: AtomicBool,
+    /// Wakes [`Recording::record_async`] callers waiting for room.
+    room: Notify,
+    /// The file; the writer writes through `&File`, the sync thread syncs it.
+    file: Arc<File>,
+    /// Path, device and inode of the file, to check at each sync that it is still there.
     #[cfg_attr(not(unix), allow(dead_code))]
     identity: Option<(PathBuf, u64, u64)>,
+    /// The first write or sync error, after which nothing more is written.
+    broken: Mutex<Option<String>>,
+    is_broken: AtomicBool,
+    /// The writer's side: only the writer thread locks it.
+    state: Mutex<WriterSide>,
 }
 
-impl<E: Encoder> Writer<E> {
-    async fn run(mut self) {
-        #[cfg(unix)]
-        if let Some(path) = self.path.take() {
-            use std::os::unix::fs::MetadataExt;
-            if let Ok(m) = self.file.metadata().await {
-                self.identity = Some((path, m.dev(), m.ino()));
-            }
+/// What only the writer thread touches.
+struct WriterSide {
+    encoder: Box<dyn Encoder>,
+    reported_dropped: u64,
+    /// Written since the last sync was started; when it was first written.
+    unsynced_since: Option<Instant>,
+    /// Finished: nothing more is written.
+    done: bool,
+}
+
+impl Slot {
+    fn fail(&self, what: String) {
+        warn!(
+            recording = %self.shared.name,
+            error = %what,
+            fail_closed = self.shared.fail_closed,
+            "recording write failed; nothing more is written to this recording"
+        );
+        self.shared.failed.store(true, Ordering::Release);
+        let mut b = lock(&self.broken);
+        if b.is_none() {
+            *b = Some(what);
         }
-        let mut buf = Vec::with_capacity(16 * 1024);
-        let mut dirty = false;
-        let mut tick = tokio::time::interval(self.sync_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let msg = tokio::select! {
-                m = self.rx.recv() => m,
-                _ = tick.tick(), if dirty => {
-                    dirty = false;
-                    self.start_sync().await;
-                    continue;
-                }
-            };
-            // Gather what arrives within the batch window: one write for many events.
-            if !self.batch_window.is_zero() && msg.is_some() {
-                tokio::time::sleep(self.batch_window).await;
-            }
-            let mut finish = match msg {
-                Some(m) => self.encode(m, &mut buf),
-                None => {
-                    // Every handle was dropped without `finish`: close the file properly.
-                    let (ack, _) = oneshot::channel();
-                    self.encode(
-                        Msg::Finish {
-                            time: SystemTime::now(),
-                            reason: String::from("recording closed without finish"),
-                            ack,
-                        },
-                        &mut buf,
-                    )
-                }
-            };
-            while finish.is_none() && buf.len() < MAX_BATCH {
-                match self.rx.try_recv() {
-                    Ok(m) => finish = self.encode(m, &mut buf),
-                    Err(_) => break,
-                }
-            }
-            if !buf.is_empty() {
-                self.write(&buf).await;
-                buf.clear();
-                dirty = true;
-            }
-            if let Some(ack) = finish {
-                self.finish_sync().await;
-                self.sync().await;
-                self.encoder.closed(&self.shared.name);
-                let result = match &self.broken {
-                    None => Ok(()),
-                    Some(e) => Err(e.clone()),
-                };
-                let _ = ack.send(result);
-                return;
-            }
+        self.is_broken.store(true, Ordering::Release);
+    }
+
+    fn broken(&self) -> bool {
+        self.is_broken.load(Ordering::Acquire)
+    }
+
+    fn result(&self) -> Result<(), String> {
+        match lock(&self.broken).as_ref() {
+            None => Ok(()),
+            Some(e) => Err(e.clone()),
         }
     }
 
-    /// Encodes one message into `buf`; returns the acknowledgement of a finish.
-    fn encode(
-        &mut self,
-        msg: Msg,
-        buf: &mut Vec<u8>,
-    ) -> Option<oneshot::Sender<Result<(), String>>> {
-        match msg {
-            Msg::Event {
-                time,
-                dropped_before,
-                event,
-            } => {
-                self.mark_dropped(time, dropped_before, buf);
-                if self.broken.is_some() {
-                    self.shared.lost.fetch_add(1, Ordering::Relaxed);
-                    return None;
-                }
-                let mark = buf.len();
-                if let Err(e) = self.encoder.event(time, &event, buf) {
-                    buf.truncate(mark);
-                    warn!(recording = %self.shared.name, error = %e, "event not encodable, recorded as dropped");
-                    let _ = self.encoder.dropped(time, 1, buf);
-                }
-                None
-            }
-            Msg::Finish { time, reason, ack } => {
-                let total = self.shared.dropped.load(Ordering::Relaxed);
-                self.mark_dropped(time, total, buf);
-                if self.broken.is_none() {
-                    if let Err(e) = self.encoder.end(time, &reason, buf) {
-                        warn!(recording = %self.shared.name, error = %e, "end entry not encodable");
-                    }
-                }
-                Some(ack)
-            }
-        }
-    }
-
-    fn mark_dropped(&mut self, time: SystemTime, dropped_so_far: u64, buf: &mut Vec<u8>) {
-        if dropped_so_far > self.reported_dropped {
-            let n = dropped_so_far - self.reported_dropped;
-            self.reported_dropped = dropped_so_far;
-            warn!(recording = %self.shared.name, dropped = n, "recording queue was full: events dropped");
-            if self.broken.is_none() {
-                if let Err(e) = self.encoder.dropped(time, n, buf) {
-                    warn!(recording = %self.shared.name, error = %e, "dropped marker not encodable");
-                }
-            }
-        }
-    }
-
-    /// Starts `sync_data` on a clone of the file handle beside the writes, so a slow
-    /// disk does not stop the draining of the queue; the previous one is collected first
-    /// (at most one runs at a time).
-    async fn start_sync(&mut self) {
-        self.finish_sync().await;
-        if self.broken.is_some() {
+    /// `sync_data`, then checks that the path still names this file.
+    fn sync(&self) {
+        if self.broken() {
             return;
         }
-        match self.file.try_clone().await {
-            Ok(clone) => {
-                self.syncing = Some(tokio::spawn(async move {
-                    clone.sync_data().await.map_err(|e| format!("sync: {e}"))
-                }));
-            }
-            // No handle to spare: sync inline.
-            Err(_) => self.sync().await,
-        }
-        self.check_identity().await;
-    }
-
-    /// Waits for a background sync, if any, and records its failure.
-    async fn finish_sync(&mut self) {
-        if let Some(h) = self.syncing.take() {
-            match h.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => self.fail(e),
-                Err(_) => self.fail(String::from("sync task failed")),
-            }
-        }
-    }
-
-    /// `sync_data`, then checks that the path still names this file (not removed or
-    /// replaced: writes to an unlinked file succeed but are lost).
-    async fn sync(&mut self) {
-        if self.broken.is_some() {
-            return;
-        }
-        if let Err(e) = self.file.sync_data().await {
+        if let Err(e) = self.file.sync_data() {
             self.fail(format!("sync: {e}"));
-            return;
-        }
-        self.check_identity().await;
-    }
-
-    /// Checks that the path still names this file.
-    async fn check_identity(&mut self) {
-        if self.broken.is_some() {
             return;
         }
         #[cfg(unix)]
         if let Some((path, dev, ino)) = &self.identity {
             use std::os::unix::fs::MetadataExt;
-            let same = match tokio::fs::metadata(path).await {
+            let same = match std::fs::metadata(path) {
                 Ok(m) => m.dev() == *dev && m.ino() == *ino,
                 Err(_) => false,
             };
@@ -431,33 +205,446 @@ impl<E: Encoder> Writer<E> {
         }
     }
 
-    async fn write(&mut self, buf: &[u8]) {
-        if self.broken.is_some() {
+    fn write(&self, buf: &[u8]) {
+        if self.broken() {
             return;
         }
-        let res = async {
-            self.file.write_all(buf).await?;
-            self.file.flush().await
-        }
-        .await;
-        match res {
+        match (&*self.file).write_all(buf) {
             Ok(()) => {
                 debug!(recording = %self.shared.name, bytes = buf.len(), "recording batch written")
             }
             Err(e) => self.fail(format!("write: {e}")),
         }
     }
+}
 
-    fn fail(&mut self, what: String) {
-        warn!(
-            recording = %self.shared.name,
-            error = %what,
-            fail_closed = self.shared.fail_closed,
-            "recording write failed; nothing more is written to this recording"
-        );
-        self.shared.failed.store(true, Ordering::Release);
-        if self.broken.is_none() {
-            self.broken = Some(what);
+/// Work for the sync thread.
+enum SyncJob {
+    Periodic(Arc<Slot>),
+    Final(Arc<Slot>, Option<Ack>),
+}
+
+/// The writer threads of the process.
+struct Hub {
+    ready: Mutex<Ready>,
+    wake: Condvar,
+    syncs: Mutex<mpsc::Sender<SyncJob>>,
+}
+
+struct Ready {
+    slots: Vec<Arc<Slot>>,
+    /// The writer waits on `wake` (a producer must notify it).
+    idle: bool,
+}
+
+/// The process's writer threads, started on first use.
+fn hub() -> Result<&'static Hub, RecordError> {
+    static HUB: OnceLock<Result<&'static Hub, String>> = OnceLock::new();
+    match HUB.get_or_init(start_hub) {
+        Ok(h) => Ok(h),
+        Err(e) => Err(RecordError::Unavailable(e.clone())),
+    }
+}
+
+fn start_hub() -> Result<&'static Hub, String> {
+    let (tx, rx) = mpsc::channel();
+    let hub: &'static Hub = Box::leak(Box::new(Hub {
+        ready: Mutex::new(Ready {
+            slots: Vec::new(),
+            idle: false,
+        }),
+        wake: Condvar::new(),
+        syncs: Mutex::new(tx),
+    }));
+    std::thread::Builder::new()
+        .name(String::from("hoop-rec-sync"))
+        .spawn(move || sync_thread(rx))
+        .map_err(|e| format!("cannot start the recording sync thread: {e}"))?;
+    std::thread::Builder::new()
+        .name(String::from("hoop-rec-write"))
+        .spawn(move || writer_thread(hub))
+        .map_err(|e| format!("cannot start the recording writer thread: {e}"))?;
+    Ok(hub)
+}
+
+impl Hub {
+    fn schedule(&self, slot: &Arc<Slot>) {
+        if slot.scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut r = lock(&self.ready);
+        r.slots.push(slot.clone());
+        if r.idle {
+            r.idle = false;
+            self.wake.notify_one();
+        }
+    }
+
+    fn sync(&self, job: SyncJob) {
+        if let Err(mpsc::SendError(job)) = lock(&self.syncs).send(job) {
+            // The sync thread is gone (cannot happen short of a panic there): sync here.
+            run_sync(job);
+        }
+    }
+}
+
+fn sync_thread(rx: mpsc::Receiver<SyncJob>) {
+    while let Ok(job) = rx.recv() {
+        run_sync(job);
+    }
+}
+
+fn run_sync(job: SyncJob) {
+    match job {
+        SyncJob::Periodic(slot) => slot.sync(),
+        SyncJob::Final(slot, ack) => {
+            slot.sync();
+            if let Some(ack) = ack {
+                let _ = ack.send(slot.result());
+            }
+        }
+    }
+}
+
+fn writer_thread(hub: &'static Hub) {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    // Files written since their last sync.
+    let mut unsynced: Vec<Arc<Slot>> = Vec::new();
+    loop {
+        let window = {
+            let mut r = lock(&hub.ready);
+            while r.slots.is_empty() {
+                let next = unsynced.iter().filter_map(sync_deadline).min();
+                r.idle = true;
+                r = match next {
+                    None => hub.wake.wait(r).unwrap_or_else(PoisonError::into_inner),
+                    Some(at) => {
+                        let wait = at.saturating_duration_since(Instant::now());
+                        if wait.is_zero() {
+                            break;
+                        }
+                        let (g, t) = hub
+                            .wake
+                            .wait_timeout(r, wait)
+                            .unwrap_or_else(PoisonError::into_inner);
+                        if t.timed_out() && g.slots.is_empty() {
+                            r = g;
+                            break;
+                        }
+                        g
+                    }
+                };
+            }
+            r.idle = false;
+            r.slots.iter().map(|s| s.batch_window).min()
+        };
+        // Gather what arrives within the batch window: one write per session for many
+        // events.
+        if let Some(w) = window
+            && !w.is_zero()
+        {
+            std::thread::sleep(w);
+        }
+        let slots = std::mem::take(&mut lock(&hub.ready).slots);
+        for slot in slots {
+            drain(hub, &slot, &mut buf, &mut unsynced);
+        }
+        let now = Instant::now();
+        unsynced.retain(|slot| {
+            let due = sync_deadline(slot).is_none_or(|at| at <= now);
+            if due {
+                let mut st = lock(&slot.state);
+                let was = st.unsynced_since.take().is_some();
+                drop(st);
+                if was {
+                    hub.sync(SyncJob::Periodic(slot.clone()));
+                }
+            }
+            !due
+        });
+    }
+}
+
+/// When `slot`'s unsynced data must be synced (`None`: nothing unsynced).
+fn sync_deadline(slot: &Arc<Slot>) -> Option<Instant> {
+    lock(&slot.state)
+        .unsynced_since
+        .map(|t| t + slot.sync_interval)
+}
+
+/// Takes `slot`'s queue, encodes and writes it.
+fn drain(hub: &Hub, slot: &Arc<Slot>, buf: &mut Vec<u8>, unsynced: &mut Vec<Arc<Slot>>) {
+    slot.scheduled.store(false, Ordering::Release);
+    let msgs = std::mem::take(&mut *lock(&slot.queue));
+    slot.room.notify_waiters();
+    if msgs.is_empty() {
+        return;
+    }
+    let mut st = lock(&slot.state);
+    if st.done {
+        return;
+    }
+    buf.clear();
+    let mut finish = None;
+    for msg in msgs {
+        match msg {
+            Msg::Event {
+                time,
+                dropped_before,
+                event,
+            } => {
+                mark_dropped(slot, &mut st, time, dropped_before, buf);
+                if slot.broken() {
+                    slot.shared.lost.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let mark = buf.len();
+                if let Err(e) = st.encoder.event(time, &event, buf) {
+                    buf.truncate(mark);
+                    warn!(recording = %slot.shared.name, error = %e, "event not encodable, recorded as dropped");
+                    let _ = st.encoder.dropped(time, 1, buf);
+                }
+                if buf.len() >= MAX_BATCH {
+                    slot.write(buf);
+                    buf.clear();
+                }
+            }
+            Msg::Finish { time, reason, ack } => {
+                let total = slot.shared.dropped.load(Ordering::Relaxed);
+                mark_dropped(slot, &mut st, time, total, buf);
+                if !slot.broken()
+                    && let Err(e) = st.encoder.end(time, &reason, buf)
+                {
+                    warn!(recording = %slot.shared.name, error = %e, "end entry not encodable");
+                }
+                finish = Some(ack);
+                break;
+            }
+        }
+    }
+    if !buf.is_empty() {
+        slot.write(buf);
+        buf.clear();
+        if st.unsynced_since.is_none() {
+            st.unsynced_since = Some(Instant::now());
+            if finish.is_none() {
+                unsynced.push(slot.clone());
+            }
+        }
+    }
+    if let Some(ack) = finish {
+        st.done = true;
+        st.unsynced_since = None;
+        st.encoder.closed(&slot.shared.name);
+        drop(st);
+        unsynced.retain(|s| !Arc::ptr_eq(s, slot));
+        hub.sync(SyncJob::Final(slot.clone(), ack));
+    }
+}
+
+fn mark_dropped(
+    slot: &Slot,
+    st: &mut WriterSide,
+    time: SystemTime,
+    dropped_so_far: u64,
+    buf: &mut Vec<u8>,
+) {
+    if dropped_so_far > st.reported_dropped {
+        let n = dropped_so_far - st.reported_dropped;
+        st.reported_dropped = dropped_so_far;
+        warn!(recording = %slot.shared.name, dropped = n, "recording queue was full: events dropped");
+        if !slot.broken()
+            && let Err(e) = st.encoder.dropped(time, n, buf)
+        {
+            warn!(recording = %slot.shared.name, error = %e, "dropped marker not encodable");
+        }
+    }
+}
+
+/// A [`Recording`] that queues events to the writer thread.
+pub(crate) struct QueuedRecording {
+    slot: Arc<Slot>,
+    hub: &'static Hub,
+    wants: fn(&Event) -> bool,
+    max_stall: Duration,
+    finished: bool,
+}
+
+impl QueuedRecording {
+    /// Hands `file` (already holding whatever `encoder` wrote at open time) to the writer
+    /// threads and returns the recording handle. `path`, when given, is checked to still
+    /// name `file` at each sync.
+    pub(crate) fn spawn<E: Encoder>(
+        file: File,
+        encoder: E,
+        config: &WriterConfig,
+        path: Option<PathBuf>,
+        wants: fn(&Event) -> bool,
+    ) -> Result<Self, RecordError> {
+        let hub = hub()?;
+        let name = path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| String::from("recording"));
+        #[cfg(unix)]
+        let identity = path.and_then(|path| {
+            use std::os::unix::fs::MetadataExt;
+            file.metadata().ok().map(|m| (path, m.dev(), m.ino()))
+        });
+        #[cfg(not(unix))]
+        let identity = {
+            let _ = path;
+            None
+        };
+        let slot = Arc::new(Slot {
+            shared: Shared {
+                fail_closed: config.fail_closed,
+                failed: AtomicBool::new(false),
+                dropped: AtomicU64::new(0),
+                lost: AtomicU64::new(0),
+                name,
+            },
+            capacity: config.queue_capacity.max(1),
+            batch_window: config.batch_window,
+            sync_interval: config.sync_interval.max(Duration::from_millis(1)),
+            queue: Mutex::new(VecDeque::new()),
+            scheduled: AtomicBool::new(false),
+            room: Notify::new(),
+            file: Arc::new(file),
+            identity,
+            broken: Mutex::new(None),
+            is_broken: AtomicBool::new(false),
+            state: Mutex::new(WriterSide {
+                encoder: Box::new(encoder),
+                reported_dropped: 0,
+                unsynced_since: None,
+                done: false,
+            }),
+        });
+        Ok(QueuedRecording {
+            slot,
+            hub,
+            wants,
+            max_stall: config.max_stall,
+            finished: false,
+        })
+    }
+
+    /// The state shared with the writer (for tests).
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.slot.shared
+    }
+
+    /// The queue message for `event`: `None` when this recording does not keep such
+    /// events, an error when it failed earlier and fails closed.
+    fn message(&self, event: Event) -> Result<Option<Msg>, RecordError> {
+        if !(self.wants)(&event) {
+            return Ok(None);
+        }
+        let shared = &self.slot.shared;
+        if shared.fail_closed && shared.failed.load(Ordering::Acquire) {
+            return Err(RecordError::Unavailable(format!(
+                "{}: recording failed earlier",
+                shared.name
+            )));
+        }
+        Ok(Some(Msg::Event {
+            time: SystemTime::now(),
+            dropped_before: shared.dropped.load(Ordering::Relaxed),
+            event,
+        }))
+    }
+
+    /// Queues `msg` unless the queue is full (then gives it back).
+    fn try_push(&self, msg: Msg) -> Result<(), Msg> {
+        {
+            let mut q = lock(&self.slot.queue);
+            if q.len() >= self.slot.capacity {
+                return Err(msg);
+            }
+            q.push_back(msg);
+        }
+        self.hub.schedule(&self.slot);
+        Ok(())
+    }
+
+    fn refuse(&self, why: &str) -> Result<(), RecordError> {
+        let shared = &self.slot.shared;
+        shared.dropped.fetch_add(1, Ordering::Relaxed);
+        if shared.fail_closed {
+            shared.failed.store(true, Ordering::Release);
+            Err(RecordError::Unavailable(format!("{}: {why}", shared.name)))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Queues the end (past the capacity: it is never refused).
+    fn push_finish(&self, reason: String, ack: Option<Ack>) {
+        lock(&self.slot.queue).push_back(Msg::Finish {
+            time: SystemTime::now(),
+            reason,
+            ack,
+        });
+        self.hub.schedule(&self.slot);
+    }
+}
+
+#[async_trait]
+impl Recording for QueuedRecording {
+    fn record(&self, event: Event) -> Result<(), RecordError> {
+        let Some(msg) = self.message(event)? else {
+            return Ok(());
+        };
+        match self.try_push(msg) {
+            Ok(()) => Ok(()),
+            Err(_) => self.refuse("recording queue full"),
+        }
+    }
+
+    async fn record_async(&self, event: Event) -> Result<(), RecordError> {
+        let Some(mut msg) = self.message(event)? else {
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + self.max_stall;
+        loop {
+            // Registered before the check: a drain between the check and the wait still
+            // wakes this caller.
+            let room = self.slot.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            msg = match self.try_push(msg) {
+                Ok(()) => return Ok(()),
+                Err(m) => m,
+            };
+            if tokio::time::timeout_at(deadline, room).await.is_err() {
+                return self.refuse("recording queue full for too long");
+            }
+        }
+    }
+
+    async fn finish(mut self: Box<Self>, reason: &str) -> Result<(), RecordError> {
+        self.finished = true;
+        let (ack, done) = oneshot::channel();
+        self.push_finish(reason.to_owned(), Some(ack));
+        match done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(RecordError::Io(std::io::Error::other(e))),
+            Err(_) => Err(RecordError::Unavailable(format!(
+                "{}: recording writer stopped",
+                self.slot.shared.name
+            ))),
+        }
+    }
+}
+
+impl Drop for QueuedRecording {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Dropped without `finish` (a session task that was aborted): close the file
+            // properly all the same.
+            self.push_finish(String::from("recording closed without finish"), None);
         }
     }
 }
@@ -492,12 +679,12 @@ mod tests {
     #[tokio::test]
     async fn write_error_fails_closed() {
         // /dev/full refuses every write with ENOSPC, even for root.
-        let file = tokio::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .write(true)
             .open("/dev/full")
-            .await
             .unwrap();
-        let rec = QueuedRecording::spawn(file, Lines, &WriterConfig::default(), None, |_| true);
+        let rec =
+            QueuedRecording::spawn(file, Lines, &WriterConfig::default(), None, |_| true).unwrap();
         rec.record(note()).unwrap();
         let mut refused = false;
         for _ in 0..500 {
@@ -519,12 +706,13 @@ mod tests {
     async fn removed_file_fails_closed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.log");
-        let file = tokio::fs::File::create(&path).await.unwrap();
+        let file = std::fs::File::create(&path).unwrap();
         let config = WriterConfig {
             sync_interval: Duration::from_millis(20),
             ..WriterConfig::default()
         };
-        let rec = QueuedRecording::spawn(file, Lines, &config, Some(path.clone()), |_| true);
+        let rec =
+            QueuedRecording::spawn(file, Lines, &config, Some(path.clone()), |_| true).unwrap();
         rec.record(note()).unwrap();
         // Let the writer record its file's identity and write the first batch.
         for _ in 0..500 {
@@ -549,22 +737,21 @@ mod tests {
 
     #[tokio::test]
     async fn write_error_fail_open_keeps_accepting() {
-        let file = tokio::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .write(true)
             .open("/dev/full")
-            .await
             .unwrap();
         let config = WriterConfig {
             fail_closed: false,
             ..WriterConfig::default()
         };
-        let rec = QueuedRecording::spawn(file, Lines, &config, None, |_| true);
+        let rec = QueuedRecording::spawn(file, Lines, &config, None, |_| true).unwrap();
         for _ in 0..50 {
             rec.record(note()).unwrap();
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        assert!(rec.shared.failed.load(Ordering::Acquire));
-        assert!(rec.shared.lost.load(Ordering::Relaxed) > 0);
+        assert!(rec.shared().failed.load(Ordering::Acquire));
+        assert!(rec.shared().lost.load(Ordering::Relaxed) > 0);
         assert!(Box::new(rec).finish("done").await.is_err());
     }
 }

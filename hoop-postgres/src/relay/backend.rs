@@ -144,27 +144,29 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
     /// Runs until the target closes or `stop` fires.
     pub async fn run(&mut self, stop: &CancellationToken) -> Result<BackendEnd, PgError> {
         loop {
-            // A message already buffered arrived with the last read: only a read from
-            // the socket marks activity (one clock read per burst, not per message).
-            let buffered = self.reader.has_frame();
-            if !buffered {
-                self.writer.flush().await?;
-            }
-            let frame = tokio::select! {
-                f = self.reader.next() => f?,
-                Some(n) = self.notices.recv() => {
-                    self.writer.push(n.as_bytes()).await?;
+            // A message already buffered arrived with the last read: it is taken without
+            // the select below (a burst of rows costs no wake-up bookkeeping per row),
+            // and only a read from the socket marks activity (one clock read per burst).
+            let frame = match self.reader.buffered_frame()? {
+                Some(f) => f,
+                None => {
                     self.writer.flush().await?;
-                    continue;
+                    let frame = tokio::select! {
+                        f = self.reader.next() => f?,
+                        Some(n) = self.notices.recv() => {
+                            self.writer.push(n.as_bytes()).await?;
+                            self.writer.flush().await?;
+                            continue;
+                        }
+                        _ = stop.cancelled() => return Ok(BackendEnd::Stopped),
+                    };
+                    let Some(frame) = frame else {
+                        return Ok(BackendEnd::TargetClosed);
+                    };
+                    self.activity.touch();
+                    frame
                 }
-                _ = stop.cancelled() => return Ok(BackendEnd::Stopped),
             };
-            let Some(frame) = frame else {
-                return Ok(BackendEnd::TargetClosed);
-            };
-            if !buffered {
-                self.activity.touch();
-            }
             let frame = self.handle(frame)?;
             if let Some(f) = frame {
                 self.writer.push(f.as_bytes()).await?;
@@ -197,7 +199,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
                 Ok(Some(f))
             }
             tags::ROW_DESCRIPTION => {
-                let cols = columns(&RowDescription::parse(frame.body())?);
+                let cols = columns(self.masker, &RowDescription::parse(frame.body())?);
                 match self.front() {
                     Some(Expect::DescribeStatement(_)) => {
                         if let Some(Expect::DescribeStatement(name)) = self.pop() {
@@ -249,10 +251,13 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
                             })
                             .collect(),
                         None => (0..formats.len().max(1))
-                            .map(|i| Column {
-                                name: String::new(),
-                                type_oid: UNKNOWN_TYPE,
-                                format: format_at(&formats, i),
+                            .map(|i| {
+                                Column::new(
+                                    self.masker,
+                                    String::new(),
+                                    UNKNOWN_TYPE,
+                                    format_at(&formats, i),
+                                )
                             })
                             .collect(),
                     };

@@ -134,22 +134,24 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
     /// Runs until the client ends or `stop` fires.
     pub async fn run(mut self, stop: &CancellationToken) -> Result<FrontendEnd, PgError> {
         loop {
-            // A message already buffered arrived with the last read: only a read from
-            // the socket marks activity (one clock read per burst, not per message).
-            let buffered = self.reader.has_frame();
-            if !buffered {
-                self.writer.flush().await?;
-            }
-            let frame = tokio::select! {
-                f = self.reader.next() => f?,
-                _ = stop.cancelled() => return Ok(FrontendEnd::Stopped),
+            // A message already buffered arrived with the last read: it is taken without
+            // the select below, and only a read from the socket marks activity (one
+            // clock read per burst, not per message).
+            let frame = match self.reader.buffered_frame()? {
+                Some(f) => f,
+                None => {
+                    self.writer.flush().await?;
+                    let frame = tokio::select! {
+                        f = self.reader.next() => f?,
+                        _ = stop.cancelled() => return Ok(FrontendEnd::Stopped),
+                    };
+                    let Some(frame) = frame else {
+                        return Ok(FrontendEnd::Closed);
+                    };
+                    self.activity.touch();
+                    frame
+                }
             };
-            let Some(frame) = frame else {
-                return Ok(FrontendEnd::Closed);
-            };
-            if !buffered {
-                self.activity.touch();
-            }
             match frame.tag() {
                 tags::QUERY => {
                     let q = Query::parse(frame.body())?;
