@@ -6,6 +6,20 @@
 //! `bpchar`, `name`, `json`, `jsonb`, `xml`, `unknown`) get the masked string; for every
 //! other type a value that would change becomes NULL, and so does a binary value of a
 //! column a field-name rule masks.
+//!
+//! # Values too large to inspect
+//!
+//! A row longer than [`PostgresOptions::mask_inspect_max`](crate::PostgresOptions::mask_inspect_max)
+//! is not buffered whole: it is read column by column. Each value up to that cap is
+//! buffered and masked as above. A longer value cannot be inspected with bounded memory,
+//! so it is masked whole, failing closed ([`redact_whole`]): a text-like column gets
+//! [`TOO_LARGE_REDACTION`], any other type (or a column of unknown type) becomes NULL.
+//! It counts as one masked value and the session goes on. The same holds for a value
+//! that would take the rewritten row held in memory past four times the cap. A COPY TO
+//! STDOUT row (text or CSV) longer than the cap is replaced by a row of as many fields,
+//! each [`TOO_LARGE_REDACTION`] ([`CopyRowCounter`]). Without masking rules
+//! ([`Masker::is_noop`]) and for binary COPY, long messages are forwarded piece by piece
+//! unchanged.
 
 use std::borrow::Cow;
 
@@ -46,9 +60,114 @@ pub fn is_text_like(oid: u32) -> bool {
 
 const JSONB_OID: u32 = 3802;
 
+/// What a value too large to inspect becomes in a text-like column.
+pub const TOO_LARGE_REDACTION: &str = "[REDACTED:TOO_LARGE]";
+
+/// Most fields a redacted COPY row may have (PostgreSQL's limit on a target list).
+pub const MAX_COPY_FIELDS: usize = 1664;
+
+/// What a value that is too large to inspect is replaced with, failing closed: `Some`
+/// with [`TOO_LARGE_REDACTION`] (as the column's format carries it) for a text-like
+/// column, `None` (NULL) for every other type, including an unknown one. A value of a
+/// result without a description is treated as text, as [`mask_data_row`] does.
+pub fn redact_whole(col: Option<&Column>) -> Option<Vec<u8>> {
+    let (oid, format) = col.map_or((25, 0), |c| (c.type_oid, c.format));
+    if !is_text_like(oid) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(TOO_LARGE_REDACTION.len() + 1);
+    if oid == JSONB_OID && format == 1 {
+        out.push(1);
+    }
+    out.extend_from_slice(TOO_LARGE_REDACTION.as_bytes());
+    Some(out)
+}
+
+/// Counts the fields of a COPY TO STDOUT row (text or CSV) fed piece by piece, to replace
+/// a row too large to inspect by one of as many redacted fields.
+#[derive(Clone, Debug)]
+pub struct CopyRowCounter {
+    format: CopyFormat,
+    fields: usize,
+    in_quotes: bool,
+    last: Option<u8>,
+}
+
+impl CopyRowCounter {
+    /// A counter for rows in `format`.
+    pub fn new(format: CopyFormat) -> Self {
+        CopyRowCounter {
+            format,
+            fields: 1,
+            in_quotes: false,
+            last: None,
+        }
+    }
+
+    /// Feeds the next piece of the row.
+    pub fn feed(&mut self, piece: &[u8]) {
+        match self.format {
+            CopyFormat::Text => {
+                self.fields = self
+                    .fields
+                    .saturating_add(memchr::memchr_iter(b'\t', piece).count());
+            }
+            CopyFormat::Csv => {
+                for &b in piece {
+                    match b {
+                        b'"' => self.in_quotes = !self.in_quotes,
+                        b',' if !self.in_quotes => self.fields = self.fields.saturating_add(1),
+                        _ => {}
+                    }
+                }
+            }
+            CopyFormat::Binary => {}
+        }
+        if let Some(&b) = piece.last() {
+            self.last = Some(b);
+        }
+    }
+
+    /// Fields seen so far.
+    pub fn fields(&self) -> usize {
+        self.fields
+    }
+
+    /// The CopyData body replacing the row: every field redacted, the line end kept.
+    /// Fails when the row claims more than [`MAX_COPY_FIELDS`] fields.
+    pub fn redacted_row(&self) -> Result<Vec<u8>, PgError> {
+        if self.fields > MAX_COPY_FIELDS {
+            return Err(PgError::Codec(crate::CodecError::Invalid {
+                what: "CopyData",
+                detail: format!("row of {} fields", self.fields),
+            }));
+        }
+        let sep = if self.format == CopyFormat::Csv {
+            b','
+        } else {
+            b'\t'
+        };
+        let mut out = Vec::with_capacity(self.fields * (TOO_LARGE_REDACTION.len() + 1) + 1);
+        for i in 0..self.fields {
+            if i > 0 {
+                out.push(sep);
+            }
+            out.extend_from_slice(TOO_LARGE_REDACTION.as_bytes());
+        }
+        if self.last == Some(b'\n') {
+            out.push(b'\n');
+        }
+        Ok(out)
+    }
+}
+
 /// Masks one value. Returns `None` when the value passes unchanged, `Some(None)` when it
 /// becomes NULL, `Some(Some(bytes))` when it is replaced.
-fn mask_value(masker: &dyn Masker, col: Option<&Column>, value: &[u8]) -> Option<Option<Vec<u8>>> {
+pub fn mask_value(
+    masker: &dyn Masker,
+    col: Option<&Column>,
+    value: &[u8],
+) -> Option<Option<Vec<u8>>> {
     let (name, oid, format) = match col {
         Some(c) => (Some(c.name.as_str()), c.type_oid, c.format),
         None => (None, 25, 0),
