@@ -523,6 +523,65 @@ mod tests {
     }
 
     #[test]
+    fn values_too_large_to_inspect_fail_closed_by_type() {
+        let redaction = TOO_LARGE_REDACTION.as_bytes().to_vec();
+        assert_eq!(
+            redact_whole(Some(&col("a", 25, 0))),
+            Some(redaction.clone())
+        );
+        assert_eq!(
+            redact_whole(Some(&col("a", 25, 1))),
+            Some(redaction.clone())
+        );
+        assert_eq!(
+            redact_whole(None),
+            Some(redaction.clone()),
+            "undescribed: text"
+        );
+        let mut jsonb = vec![1u8];
+        jsonb.extend_from_slice(&redaction);
+        assert_eq!(redact_whole(Some(&col("j", JSONB_OID, 1))), Some(jsonb));
+        assert_eq!(redact_whole(Some(&col("b", 17, 0))), None, "bytea: NULL");
+        assert_eq!(redact_whole(Some(&col("i", 23, 1))), None, "int4: NULL");
+        assert_eq!(
+            redact_whole(Some(&col("u", u32::MAX, 0))),
+            None,
+            "unknown: NULL"
+        );
+    }
+
+    #[test]
+    fn copy_row_counter_counts_fields_across_pieces() {
+        let r = TOO_LARGE_REDACTION;
+        let text = b"a\tb\tc\td\n";
+        let csv = b"\"x,\"\"y\",z,\"w\nv\"\n";
+        for split in 0..=text.len() {
+            let mut c = CopyRowCounter::new(CopyFormat::Text);
+            c.feed(&text[..split]);
+            c.feed(&text[split..]);
+            assert_eq!(c.fields(), 4);
+            let want = format!("{r}\t{r}\t{r}\t{r}\n");
+            assert_eq!(c.redacted_row().unwrap(), want.as_bytes());
+        }
+        for split in 0..=csv.len() {
+            let mut c = CopyRowCounter::new(CopyFormat::Csv);
+            c.feed(&csv[..split]);
+            c.feed(&csv[split..]);
+            assert_eq!(c.fields(), 3, "quoted commas and newlines are data");
+            assert_eq!(
+                c.redacted_row().unwrap(),
+                format!("{r},{r},{r}\n").as_bytes()
+            );
+        }
+        let mut c = CopyRowCounter::new(CopyFormat::Text);
+        c.feed(&vec![b'\t'; MAX_COPY_FIELDS + 1]);
+        assert!(
+            c.redacted_row().is_err(),
+            "a hostile field count is refused"
+        );
+    }
+
+    #[test]
     fn copy_rows() {
         let f = Frame::new(tags::COPY_DATA, b"1\ta@b.c\t\\N\n");
         let (out, n) = mask_copy_row(&AtMasker, CopyFormat::Text, f);

@@ -360,6 +360,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
             if len > self.reader.body_left() {
                 return Err(PgError::Codec(CodecError::Truncated("DataRow")));
             }
+            self.activity.touch();
             let col = cols.get(i);
             let new = if len <= self.inspect_max && out.len() + len <= budget {
                 let v = self.reader.body_exact(len).await?;
@@ -395,6 +396,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
         let mut counter = CopyRowCounter::new(fmt);
         while self.reader.body_left() > 0 {
             let piece = self.reader.body_chunk(PIECE).await?;
+            self.activity.touch();
             counter.feed(&piece);
             if counter.fields() > crate::mask::MAX_COPY_FIELDS {
                 break;
