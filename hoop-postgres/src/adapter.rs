@@ -286,6 +286,8 @@ impl PostgresAdapter {
             read_only: target.read_only,
             cancel: ctx.cancel.clone(),
             idle_timeout: ctx.idle_timeout,
+            stream_threshold: self.opts.stream_threshold,
+            mask_inspect_max: self.opts.mask_inspect_max,
         })
         .await?;
         auth.record(Event::Note {

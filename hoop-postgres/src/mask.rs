@@ -6,6 +6,20 @@
 //! `bpchar`, `name`, `json`, `jsonb`, `xml`, `unknown`) get the masked string; for every
 //! other type a value that would change becomes NULL, and so does a binary value of a
 //! column a field-name rule masks.
+//!
+//! # Values too large to inspect
+//!
+//! A row longer than [`PostgresOptions::mask_inspect_max`](crate::PostgresOptions::mask_inspect_max)
+//! is not buffered whole: it is read column by column. Each value up to that cap is
+//! buffered and masked as above. A longer value cannot be inspected with bounded memory,
+//! so it is masked whole, failing closed ([`redact_whole`]): a text-like column gets
+//! [`TOO_LARGE_REDACTION`], any other type (or a column of unknown type) becomes NULL.
+//! It counts as one masked value and the session goes on. The same holds for a value
+//! that would take the rewritten row held in memory past four times the cap. A COPY TO
+//! STDOUT row (text or CSV) longer than the cap is replaced by a row of as many fields,
+//! each [`TOO_LARGE_REDACTION`] ([`CopyRowCounter`]). Without masking rules
+//! ([`Masker::is_noop`]) and for binary COPY, long messages are forwarded piece by piece
+//! unchanged.
 
 use std::borrow::Cow;
 
@@ -73,9 +87,114 @@ pub fn is_text_like(oid: u32) -> bool {
 
 const JSONB_OID: u32 = 3802;
 
+/// What a value too large to inspect becomes in a text-like column.
+pub const TOO_LARGE_REDACTION: &str = "[REDACTED:TOO_LARGE]";
+
+/// Most fields a redacted COPY row may have (PostgreSQL's limit on a target list).
+pub const MAX_COPY_FIELDS: usize = 1664;
+
+/// What a value that is too large to inspect is replaced with, failing closed: `Some`
+/// with [`TOO_LARGE_REDACTION`] (as the column's format carries it) for a text-like
+/// column, `None` (NULL) for every other type, including an unknown one. A value of a
+/// result without a description is treated as text, as [`mask_data_row`] does.
+pub fn redact_whole(col: Option<&Column>) -> Option<Vec<u8>> {
+    let (oid, format) = col.map_or((25, 0), |c| (c.type_oid, c.format));
+    if !is_text_like(oid) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(TOO_LARGE_REDACTION.len() + 1);
+    if oid == JSONB_OID && format == 1 {
+        out.push(1);
+    }
+    out.extend_from_slice(TOO_LARGE_REDACTION.as_bytes());
+    Some(out)
+}
+
+/// Counts the fields of a COPY TO STDOUT row (text or CSV) fed piece by piece, to replace
+/// a row too large to inspect by one of as many redacted fields.
+#[derive(Clone, Debug)]
+pub struct CopyRowCounter {
+    format: CopyFormat,
+    fields: usize,
+    in_quotes: bool,
+    last: Option<u8>,
+}
+
+impl CopyRowCounter {
+    /// A counter for rows in `format`.
+    pub fn new(format: CopyFormat) -> Self {
+        CopyRowCounter {
+            format,
+            fields: 1,
+            in_quotes: false,
+            last: None,
+        }
+    }
+
+    /// Feeds the next piece of the row.
+    pub fn feed(&mut self, piece: &[u8]) {
+        match self.format {
+            CopyFormat::Text => {
+                self.fields = self
+                    .fields
+                    .saturating_add(memchr::memchr_iter(b'\t', piece).count());
+            }
+            CopyFormat::Csv => {
+                for &b in piece {
+                    match b {
+                        b'"' => self.in_quotes = !self.in_quotes,
+                        b',' if !self.in_quotes => self.fields = self.fields.saturating_add(1),
+                        _ => {}
+                    }
+                }
+            }
+            CopyFormat::Binary => {}
+        }
+        if let Some(&b) = piece.last() {
+            self.last = Some(b);
+        }
+    }
+
+    /// Fields seen so far.
+    pub fn fields(&self) -> usize {
+        self.fields
+    }
+
+    /// The CopyData body replacing the row: every field redacted, the line end kept.
+    /// Fails when the row claims more than [`MAX_COPY_FIELDS`] fields.
+    pub fn redacted_row(&self) -> Result<Vec<u8>, PgError> {
+        if self.fields > MAX_COPY_FIELDS {
+            return Err(PgError::Codec(crate::CodecError::Invalid {
+                what: "CopyData",
+                detail: format!("row of {} fields", self.fields),
+            }));
+        }
+        let sep = if self.format == CopyFormat::Csv {
+            b','
+        } else {
+            b'\t'
+        };
+        let mut out = Vec::with_capacity(self.fields * (TOO_LARGE_REDACTION.len() + 1) + 1);
+        for i in 0..self.fields {
+            if i > 0 {
+                out.push(sep);
+            }
+            out.extend_from_slice(TOO_LARGE_REDACTION.as_bytes());
+        }
+        if self.last == Some(b'\n') {
+            out.push(b'\n');
+        }
+        Ok(out)
+    }
+}
+
 /// Masks one value. Returns `None` when the value passes unchanged, `Some(None)` when it
 /// becomes NULL, `Some(Some(bytes))` when it is replaced.
-fn mask_value(masker: &dyn Masker, col: Option<&Column>, value: &[u8]) -> Option<Option<Vec<u8>>> {
+pub fn mask_value(
+    masker: &dyn Masker,
+    col: Option<&Column>,
+    value: &[u8],
+) -> Option<Option<Vec<u8>>> {
     const UNNAMED: Field<'static> = Field {
         name: None,
         table: None,
@@ -421,6 +540,65 @@ mod tests {
         let (out, n) = mask_data_row(&AtMasker, &cols, f.clone()).unwrap();
         assert_eq!(n, 0);
         assert_eq!(out.as_bytes().as_ptr(), f.as_bytes().as_ptr());
+    }
+
+    #[test]
+    fn values_too_large_to_inspect_fail_closed_by_type() {
+        let redaction = TOO_LARGE_REDACTION.as_bytes().to_vec();
+        assert_eq!(
+            redact_whole(Some(&col("a", 25, 0))),
+            Some(redaction.clone())
+        );
+        assert_eq!(
+            redact_whole(Some(&col("a", 25, 1))),
+            Some(redaction.clone())
+        );
+        assert_eq!(
+            redact_whole(None),
+            Some(redaction.clone()),
+            "undescribed: text"
+        );
+        let mut jsonb = vec![1u8];
+        jsonb.extend_from_slice(&redaction);
+        assert_eq!(redact_whole(Some(&col("j", JSONB_OID, 1))), Some(jsonb));
+        assert_eq!(redact_whole(Some(&col("b", 17, 0))), None, "bytea: NULL");
+        assert_eq!(redact_whole(Some(&col("i", 23, 1))), None, "int4: NULL");
+        assert_eq!(
+            redact_whole(Some(&col("u", u32::MAX, 0))),
+            None,
+            "unknown: NULL"
+        );
+    }
+
+    #[test]
+    fn copy_row_counter_counts_fields_across_pieces() {
+        let r = TOO_LARGE_REDACTION;
+        let text = b"a\tb\tc\td\n";
+        let csv = b"\"x,\"\"y\",z,\"w\nv\"\n";
+        for split in 0..=text.len() {
+            let mut c = CopyRowCounter::new(CopyFormat::Text);
+            c.feed(&text[..split]);
+            c.feed(&text[split..]);
+            assert_eq!(c.fields(), 4);
+            let want = format!("{r}\t{r}\t{r}\t{r}\n");
+            assert_eq!(c.redacted_row().unwrap(), want.as_bytes());
+        }
+        for split in 0..=csv.len() {
+            let mut c = CopyRowCounter::new(CopyFormat::Csv);
+            c.feed(&csv[..split]);
+            c.feed(&csv[split..]);
+            assert_eq!(c.fields(), 3, "quoted commas and newlines are data");
+            assert_eq!(
+                c.redacted_row().unwrap(),
+                format!("{r},{r},{r}\n").as_bytes()
+            );
+        }
+        let mut c = CopyRowCounter::new(CopyFormat::Text);
+        c.feed(&vec![b'\t'; MAX_COPY_FIELDS + 1]);
+        assert!(
+            c.redacted_row().is_err(),
+            "a hostile field count is refused"
+        );
     }
 
     #[test]

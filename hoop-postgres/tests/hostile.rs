@@ -295,3 +295,86 @@ async fn protocol_3_0_and_3_2_keys_and_negotiation() {
     assert_eq!(&nego[..4], &2i32.to_be_bytes());
     assert_eq!(key_len(&v33), 32);
 }
+
+/// A Bind body: names, no parameter formats, `params` as (length field, bytes), no
+/// result formats, then `tail`.
+fn bind_body(portal: &[u8], params: &[(i32, Vec<u8>)], tail: &[u8]) -> Vec<u8> {
+    let mut b = portal.to_vec();
+    b.extend_from_slice(b"\0\0\0\0");
+    b.extend_from_slice(&(params.len() as i16).to_be_bytes());
+    for (len, v) in params {
+        b.extend_from_slice(&len.to_be_bytes());
+        b.extend_from_slice(v);
+    }
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(tail);
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_streamed_binds_get_an_error_and_others_go_on() {
+    let gw = Gateway::start(Setup::default()).await;
+    let healthy = connect(&gw, BOB).await;
+    // Each over the streaming threshold (1 MiB), so parsed piece by piece; the fault is
+    // at the end, once the client has sent everything.
+    let big = vec![b'v'; 1_100_000];
+    let ok = (big.len() as i32, big.clone());
+    for (what, bad) in [
+        (
+            "negative value length",
+            bind_body(b"", &[ok.clone(), (-5, Vec::new())], b""),
+        ),
+        (
+            "value longer than the message",
+            bind_body(b"", &[ok.clone(), (0x7fff_0000, b"abc".to_vec())], b""),
+        ),
+        (
+            "trailing bytes",
+            bind_body(b"", std::slice::from_ref(&ok), b"xyz"),
+        ),
+    ] {
+        let mut s = logged_in(&gw).await;
+        s.write_all(&message(b'B', &bad)).await.unwrap();
+        expect_fatal_then_close(&mut s, "08P01").await;
+        let one: i32 = healthy
+            .query_one("select 1::int", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(one, 1, "other sessions go on after a Bind with {what}");
+    }
+    // A name without its terminator is refused at 64 KiB, long before the message ends:
+    // the connection ends (the error may be lost to a reset: the client is still
+    // sending), nothing hangs, the others go on.
+    let s = logged_in(&gw).await;
+    let (mut r, mut w) = tokio::io::split(s);
+    let writer = tokio::spawn(async move {
+        let _ = w.write_all(&message(b'B', &vec![b'n'; 1_100_000])).await;
+    });
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(10), r.read_to_end(&mut rest)).await;
+    assert!(ended.is_ok(), "the connection ends");
+    writer.await.unwrap();
+    let one: i32 = healthy
+        .query_one("select 1::int", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(one, 1);
+    // A long message cut short by a close: the session just ends.
+    let mut s = logged_in(&gw).await;
+    let mut head = vec![b'd'];
+    head.extend_from_slice(&(2_000_000i32).to_be_bytes());
+    head.extend_from_slice(&[b'x'; 100]);
+    s.write_all(&head).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the session ends");
+    let one: i32 = healthy
+        .query_one("select 1::int", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(one, 1);
+}

@@ -12,15 +12,34 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::expect::Expect;
-use crate::codec::Frame;
+use crate::CodecError;
+use crate::codec::{Frame, FrameHeader};
 use crate::error::PgError;
-use crate::io::{FrameReader, FrameWriter};
-use crate::mask::{Column, CopyFormat, columns, mask_copy_row, mask_data_row, mask_error_fields};
+use crate::io::{FrameReader, FrameWriter, HEADER_LEN, Incoming, encode_header};
+use crate::mask::{
+    Column, CopyFormat, CopyRowCounter, columns, mask_copy_row, mask_data_row, mask_error_fields,
+    mask_value, redact_whole,
+};
 use crate::messages::{CommandComplete, CopyResponse, ErrorFields, RowDescription, tags};
 
 /// Type OID used for a column whose type is not known (no Describe was seen): never
 /// treated as text-like, so a masked value becomes NULL rather than corrupting it.
 const UNKNOWN_TYPE: u32 = u32::MAX;
+
+/// Largest piece of a streamed message read and written at a time.
+const PIECE: usize = 64 * 1024;
+
+/// What became of a message longer than the streaming threshold.
+enum LargeOutcome {
+    /// Read whole: handle it like any other message.
+    Whole(Frame),
+    /// Rewritten with bounded memory (masked column by column): send this instead.
+    Rewritten(Frame),
+    /// Forwarded piece by piece.
+    Streamed,
+    /// `stop` fired in the middle of it.
+    Stopped,
+}
 
 /// Why the target side ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -63,6 +82,10 @@ pub struct Backend<'a, R, W> {
     masked_total: u64,
     /// Results to record once the current message is handled.
     results: Vec<Event>,
+    /// Largest value the masking inspects.
+    inspect_max: usize,
+    /// Part of a message was sent to the client and the rest was not.
+    mid_message: bool,
 }
 
 impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
@@ -92,7 +115,22 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
             progress: Progress::default(),
             masked_total: 0,
             results: Vec::new(),
+            inspect_max: crate::PostgresOptions::default().mask_inspect_max,
+            mid_message: false,
         }
+    }
+
+    /// Sets the largest value (and whole row) the masking inspects; a longer value is
+    /// masked whole (see [`crate::mask::redact_whole`]).
+    pub fn with_inspect_max(mut self, bytes: usize) -> Self {
+        self.inspect_max = bytes;
+        self
+    }
+
+    /// Whether a message was cut short: the client got its beginning, not its end (so
+    /// nothing more may be sent).
+    pub fn mid_message(&self) -> bool {
+        self.mid_message
     }
 
     /// Values masked in the whole session.
@@ -147,24 +185,34 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
             // A message already buffered arrived with the last read: it is taken without
             // the select below (a burst of rows costs no wake-up bookkeeping per row),
             // and only a read from the socket marks activity (one clock read per burst).
-            let frame = match self.reader.buffered_frame()? {
-                Some(f) => f,
-                None => {
-                    self.writer.flush().await?;
-                    let frame = tokio::select! {
-                        f = self.reader.next() => f?,
-                        Some(n) = self.notices.recv() => {
-                            self.writer.push(n.as_bytes()).await?;
-                            self.writer.flush().await?;
+            let frame = if let Some(f) = self.reader.buffered_frame()? {
+                f
+            } else {
+                self.writer.flush().await?;
+                let incoming = tokio::select! {
+                    f = self.reader.next_incoming() => f?,
+                    Some(n) = self.notices.recv() => {
+                        self.writer.push(n.as_bytes()).await?;
+                        self.writer.flush().await?;
+                        continue;
+                    }
+                    _ = stop.cancelled() => return Ok(BackendEnd::Stopped),
+                };
+                let Some(incoming) = incoming else {
+                    return Ok(BackendEnd::TargetClosed);
+                };
+                self.activity.touch();
+                match incoming {
+                    Incoming::Whole(f) => f,
+                    Incoming::Large(h) => match self.large(h, stop).await? {
+                        LargeOutcome::Whole(f) => f,
+                        LargeOutcome::Rewritten(f) => {
+                            self.writer.push(f.as_bytes()).await?;
                             continue;
                         }
-                        _ = stop.cancelled() => return Ok(BackendEnd::Stopped),
-                    };
-                    let Some(frame) = frame else {
-                        return Ok(BackendEnd::TargetClosed);
-                    };
-                    self.activity.touch();
-                    frame
+                        LargeOutcome::Streamed => continue,
+                        LargeOutcome::Stopped => return Ok(BackendEnd::Stopped),
+                    },
                 }
             };
             let frame = self.handle(frame)?;
@@ -175,6 +223,188 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
                 self.auth.record_async(event).await?;
             }
         }
+    }
+
+    /// A message longer than the streaming threshold: forwarded piece by piece when no
+    /// masking applies, rewritten column by column when it does and it is too long to
+    /// inspect whole, otherwise read whole (messages the backend parses).
+    async fn large(
+        &mut self,
+        h: FrameHeader,
+        stop: &CancellationToken,
+    ) -> Result<LargeOutcome, PgError> {
+        let body_len = h.wire_len.saturating_sub(HEADER_LEN);
+        let noop = self.masker.is_noop();
+        match h.tag {
+            tags::DATA_ROW if noop => {
+                self.progress.rows += 1;
+                self.pass(h, stop).await
+            }
+            tags::DATA_ROW if body_len > self.inspect_max => {
+                let cols = self.row_columns();
+                let rewritten = tokio::select! {
+                    r = self.masked_row(&cols) => r?,
+                    _ = stop.cancelled() => return Ok(LargeOutcome::Stopped),
+                };
+                self.progress.rows += 1;
+                Ok(LargeOutcome::Rewritten(rewritten))
+            }
+            tags::COPY_DATA => match self.copy_out {
+                Some(fmt) if !noop && fmt != CopyFormat::Binary => {
+                    if body_len <= self.inspect_max {
+                        return self.read_whole(stop).await;
+                    }
+                    let rewritten = tokio::select! {
+                        r = self.redacted_copy_row(fmt) => r?,
+                        _ = stop.cancelled() => return Ok(LargeOutcome::Stopped),
+                    };
+                    self.progress.rows += 1;
+                    Ok(LargeOutcome::Rewritten(rewritten))
+                }
+                _ => self.pass(h, stop).await,
+            },
+            // Parsed by `handle`: read whole (up to the message limit).
+            tags::DATA_ROW
+            | tags::ROW_DESCRIPTION
+            | tags::NO_DATA
+            | tags::PARSE_COMPLETE
+            | tags::BIND_COMPLETE
+            | tags::CLOSE_COMPLETE
+            | tags::COMMAND_COMPLETE
+            | tags::EMPTY_QUERY
+            | tags::PORTAL_SUSPENDED
+            | tags::ERROR_RESPONSE
+            | tags::READY_FOR_QUERY
+            | tags::COPY_OUT_RESPONSE
+            | tags::COPY_BOTH_RESPONSE
+            | tags::COPY_DONE
+            | tags::NOTICE_RESPONSE => self.read_whole(stop).await,
+            // Passed unchanged by `handle`.
+            _ => self.pass(h, stop).await,
+        }
+    }
+
+    async fn read_whole(&mut self, stop: &CancellationToken) -> Result<LargeOutcome, PgError> {
+        tokio::select! {
+            f = self.reader.whole() => Ok(LargeOutcome::Whole(f?)),
+            _ = stop.cancelled() => Ok(LargeOutcome::Stopped),
+        }
+    }
+
+    /// Forwards the announced message piece by piece.
+    async fn pass(
+        &mut self,
+        h: FrameHeader,
+        stop: &CancellationToken,
+    ) -> Result<LargeOutcome, PgError> {
+        self.reader.start_body()?;
+        self.mid_message = true;
+        self.writer.push(&encode_header(&h)).await?;
+        while self.reader.body_left() > 0 {
+            let piece = tokio::select! {
+                c = self.reader.body_chunk(PIECE) => c?,
+                _ = stop.cancelled() => return Ok(LargeOutcome::Stopped),
+            };
+            self.activity.touch();
+            self.writer.push(&piece).await?;
+        }
+        self.mid_message = false;
+        Ok(LargeOutcome::Streamed)
+    }
+
+    /// The columns describing the DataRows arriving now.
+    fn row_columns(&mut self) -> Vec<Column> {
+        self.front();
+        match self.queue.front() {
+            Some(Expect::Execute { portal, .. }) => {
+                self.portals.get(portal).cloned().unwrap_or_default()
+            }
+            _ => self.current.clone().unwrap_or_default(),
+        }
+    }
+
+    /// Reads the announced DataRow column by column and masks it: values up to the
+    /// inspection cap as usual, longer ones whole (fail closed). Nothing is sent until
+    /// the row is complete, so it goes out with its correct length.
+    async fn masked_row(&mut self, cols: &[Column]) -> Result<Frame, PgError> {
+        let bad = |detail: String| {
+            PgError::Codec(CodecError::Invalid {
+                what: "DataRow",
+                detail,
+            })
+        };
+        self.reader.start_body()?;
+        let raw_count = self.reader.body_exact(2).await?;
+        let count = match raw_count.as_ref() {
+            [a, b] => i16::from_be_bytes([*a, *b]),
+            _ => return Err(PgError::Codec(CodecError::Truncated("DataRow"))),
+        };
+        let count = usize::try_from(count).map_err(|_| bad(format!("negative count {count}")))?;
+        let budget = self.inspect_max.saturating_mul(4);
+        let mut out = bytes::BytesMut::with_capacity(PIECE);
+        out.extend_from_slice(&[tags::DATA_ROW, 0, 0, 0, 0]);
+        out.extend_from_slice(&raw_count);
+        let mut masked = 0u64;
+        for i in 0..count {
+            let len = self.reader.body_exact(4).await?;
+            let len = match len.as_ref() {
+                [a, b, c, d] => i32::from_be_bytes([*a, *b, *c, *d]),
+                _ => return Err(PgError::Codec(CodecError::Truncated("DataRow"))),
+            };
+            if len == -1 {
+                out.extend_from_slice(&(-1i32).to_be_bytes());
+                continue;
+            }
+            let len =
+                usize::try_from(len).map_err(|_| bad(format!("negative value length {len}")))?;
+            if len > self.reader.body_left() {
+                return Err(PgError::Codec(CodecError::Truncated("DataRow")));
+            }
+            self.activity.touch();
+            let col = cols.get(i);
+            let new = if len <= self.inspect_max && out.len() + len <= budget {
+                let v = self.reader.body_exact(len).await?;
+                match mask_value(self.masker, col, &v) {
+                    None => {
+                        push_value(&mut out, Some(&v))?;
+                        continue;
+                    }
+                    Some(new) => new,
+                }
+            } else {
+                self.reader.body_skip(len, PIECE).await?;
+                redact_whole(col)
+            };
+            masked += 1;
+            push_value(&mut out, new.as_deref())?;
+        }
+        if self.reader.body_left() != 0 {
+            return Err(bad("trailing bytes after the last value".into()));
+        }
+        let len = u32::try_from(out.len() - 1).map_err(|_| bad("masked row too long".into()))?;
+        if let Some(field) = out.get_mut(1..5) {
+            field.copy_from_slice(&len.to_be_bytes());
+        }
+        self.progress.masked += masked;
+        Ok(Frame::from_wire(out.freeze())?)
+    }
+
+    /// Reads the announced COPY TO STDOUT row piece by piece and replaces it by a row of
+    /// as many redacted fields (too long to inspect: fail closed).
+    async fn redacted_copy_row(&mut self, fmt: CopyFormat) -> Result<Frame, PgError> {
+        self.reader.start_body()?;
+        let mut counter = CopyRowCounter::new(fmt);
+        while self.reader.body_left() > 0 {
+            let piece = self.reader.body_chunk(PIECE).await?;
+            self.activity.touch();
+            counter.feed(&piece);
+            if counter.fields() > crate::mask::MAX_COPY_FIELDS {
+                break;
+            }
+        }
+        let body = counter.redacted_row()?;
+        self.progress.masked += counter.fields() as u64;
+        Ok(Frame::new(tags::COPY_DATA, &body))
     }
 
     /// Processes one target message; returns what to send to the client.
@@ -408,6 +638,24 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
         self.masked_total += u64::from(n);
         Ok(Some(f))
     }
+}
+
+/// Appends one DataRow value (length and bytes; `None` is NULL).
+fn push_value(out: &mut bytes::BytesMut, v: Option<&[u8]>) -> Result<(), PgError> {
+    match v {
+        None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        Some(v) => {
+            let len = i32::try_from(v.len()).map_err(|_| {
+                PgError::Codec(CodecError::Invalid {
+                    what: "DataRow",
+                    detail: "value too long".into(),
+                })
+            })?;
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(v);
+        }
+    }
+    Ok(())
 }
 
 fn format_at(formats: &[i16], i: usize) -> i16 {

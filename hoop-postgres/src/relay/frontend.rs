@@ -12,16 +12,30 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::expect::{Expect, FAILING_STATEMENT};
+use crate::CodecError;
 use crate::classify::ClassCache;
-use crate::codec::Frame;
+use crate::codec::{Frame, FrameHeader};
 use crate::error::PgError;
-use crate::io::{FrameReader, FrameWriter};
+use crate::io::{FrameReader, FrameWriter, Incoming, encode_header};
 use crate::messages::{
     Bind, Close, Describe, ErrorResponse, Execute, Parse, Query, Severity, Target, tags,
 };
 
 /// Most named statements / portals a session may hold (bounded memory).
 const MAX_NAMED: usize = 10_000;
+
+/// Largest piece of a streamed message read and written at a time.
+const PIECE: usize = 64 * 1024;
+
+/// Longest statement or portal name accepted in a streamed Bind.
+const MAX_NAME: usize = 64 * 1024;
+
+fn bad_bind(detail: &str) -> PgError {
+    PgError::Codec(CodecError::Invalid {
+        what: "Bind",
+        detail: detail.into(),
+    })
+}
 
 /// Why the client side ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -137,19 +151,32 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
             // A message already buffered arrived with the last read: it is taken without
             // the select below, and only a read from the socket marks activity (one
             // clock read per burst, not per message).
-            let frame = match self.reader.buffered_frame()? {
-                Some(f) => f,
-                None => {
-                    self.writer.flush().await?;
-                    let frame = tokio::select! {
-                        f = self.reader.next() => f?,
-                        _ = stop.cancelled() => return Ok(FrontendEnd::Stopped),
-                    };
-                    let Some(frame) = frame else {
-                        return Ok(FrontendEnd::Closed);
-                    };
-                    self.activity.touch();
-                    frame
+            let frame = if let Some(f) = self.reader.buffered_frame()? {
+                f
+            } else {
+                self.writer.flush().await?;
+                let incoming = tokio::select! {
+                    f = self.reader.next_incoming() => f?,
+                    _ = stop.cancelled() => return Ok(FrontendEnd::Stopped),
+                };
+                let Some(incoming) = incoming else {
+                    return Ok(FrontendEnd::Closed);
+                };
+                self.activity.touch();
+                match incoming {
+                    Incoming::Whole(f) => f,
+                    // COPY FROM STDIN data and Bind parameters stream through; everything
+                    // else (Query and Parse are classified) is read whole, up to the limit.
+                    Incoming::Large(h) => {
+                        let done = tokio::select! {
+                            r = self.large(h) => r?,
+                            _ = stop.cancelled() => return Ok(FrontendEnd::Stopped),
+                        };
+                        match done {
+                            Some(f) => f,
+                            None => continue,
+                        }
+                    }
                 }
             };
             match frame.tag() {
@@ -199,24 +226,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
                 }
                 tags::BIND => {
                     let b = Bind::parse(frame.body())?;
-                    let cmd = self.statements.get(b.statement).cloned();
-                    if let Some(cmd) = cmd {
-                        // Portals end with their transaction, which this half does not
-                        // see: when the map is full, start over (bounded memory; only
-                        // the recording of very old portals loses its statement text).
-                        if self.portals.len() >= MAX_NAMED {
-                            self.portals.clear();
-                        }
-                        self.portals.insert(b.portal.to_owned(), cmd);
-                    } else {
-                        self.portals.remove(b.portal);
-                    }
-                    self.expect(Expect::Bind {
-                        portal: b.portal.to_owned(),
-                        statement: b.statement.to_owned(),
-                        formats: b.result_formats,
-                    })
-                    .await?;
+                    self.on_bind(b.portal, b.statement, b.result_formats)
+                        .await?;
                     self.writer.push(frame.as_bytes()).await?;
                 }
                 tags::DESCRIBE => {
@@ -285,6 +296,143 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
                 }
             }
         }
+    }
+
+    /// Bookkeeping of a Bind: the portal's statement, and the answer to expect.
+    async fn on_bind(
+        &mut self,
+        portal: &str,
+        statement: &str,
+        formats: Vec<i16>,
+    ) -> Result<(), PgError> {
+        let cmd = self.statements.get(statement).cloned();
+        if let Some(cmd) = cmd {
+            // Portals end with their transaction, which this half does not see: when
+            // the map is full, start over (bounded memory; only the recording of very
+            // old portals loses its statement text).
+            if self.portals.len() >= MAX_NAMED {
+                self.portals.clear();
+            }
+            self.portals.insert(portal.to_owned(), cmd);
+        } else {
+            self.portals.remove(portal);
+        }
+        self.expect(Expect::Bind {
+            portal: portal.to_owned(),
+            statement: statement.to_owned(),
+            formats,
+        })
+        .await
+    }
+
+    /// A message longer than the streaming threshold: CopyData and Bind are forwarded
+    /// piece by piece (`Ok(None)`), anything else is read whole and returned.
+    async fn large(&mut self, h: FrameHeader) -> Result<Option<Frame>, PgError> {
+        match h.tag {
+            tags::COPY_DATA => {
+                self.reader.start_body()?;
+                self.writer.push(&encode_header(&h)).await?;
+                self.pass_body(usize::MAX).await?;
+                Ok(None)
+            }
+            tags::BIND => {
+                self.stream_bind(h).await?;
+                Ok(None)
+            }
+            _ => Ok(Some(self.reader.whole().await?)),
+        }
+    }
+
+    /// Forwards up to `n` more body bytes (all that is left at most), piece by piece.
+    async fn pass_body(&mut self, n: usize) -> Result<(), PgError> {
+        let mut n = n.min(self.reader.body_left());
+        while n > 0 {
+            let piece = self.reader.body_chunk(PIECE.min(n)).await?;
+            n -= piece.len();
+            self.activity.touch();
+            self.writer.push(&piece).await?;
+        }
+        Ok(())
+    }
+
+    /// Exactly `n` (small) body bytes, forwarded.
+    async fn pass_exact(&mut self, n: usize) -> Result<bytes::Bytes, PgError> {
+        let b = self.reader.body_exact(n).await?;
+        self.writer.push(&b).await?;
+        Ok(b)
+    }
+
+    async fn pass_i16(&mut self) -> Result<i16, PgError> {
+        match self.pass_exact(2).await?.as_ref() {
+            [a, b] => Ok(i16::from_be_bytes([*a, *b])),
+            _ => Err(PgError::Codec(CodecError::Truncated("Bind"))),
+        }
+    }
+
+    async fn pass_count(&mut self) -> Result<usize, PgError> {
+        let n = self.pass_i16().await?;
+        usize::try_from(n).map_err(|_| bad_bind("negative count"))
+    }
+
+    /// A NUL-terminated name, forwarded (without its NUL).
+    async fn pass_cstr(&mut self) -> Result<String, PgError> {
+        loop {
+            let avail = self.reader.body_buffered();
+            if let Some(end) = memchr::memchr(0, avail) {
+                let b = self.reader.body_take(end + 1);
+                self.writer.push(&b).await?;
+                let name = b.get(..end).unwrap_or_default();
+                return std::str::from_utf8(name)
+                    .map(str::to_owned)
+                    .map_err(|_| PgError::Codec(CodecError::BadString("Bind")));
+            }
+            let have = avail.len();
+            if have >= MAX_NAME || have >= self.reader.body_left() {
+                return Err(PgError::Codec(CodecError::BadString("Bind")));
+            }
+            self.reader.body_fill(have + 1).await?;
+        }
+    }
+
+    /// Forwards a long Bind piece by piece: the names and format codes are read (with
+    /// bounds checks) as they pass, parameter values stream through, and the result
+    /// formats at the end complete the bookkeeping. The target answers only once it has
+    /// the whole message, so the expectation is queued in time.
+    async fn stream_bind(&mut self, h: FrameHeader) -> Result<(), PgError> {
+        self.reader.start_body()?;
+        self.writer.push(&encode_header(&h)).await?;
+        let portal = self.pass_cstr().await?;
+        let statement = self.pass_cstr().await?;
+        let nf = self.pass_count().await?;
+        self.pass_exact(nf * 2).await?;
+        let np = self.pass_count().await?;
+        for _ in 0..np {
+            let len = match self.pass_exact(4).await?.as_ref() {
+                [a, b, c, d] => i32::from_be_bytes([*a, *b, *c, *d]),
+                _ => return Err(PgError::Codec(CodecError::Truncated("Bind"))),
+            };
+            if len == -1 {
+                continue;
+            }
+            let len = usize::try_from(len).map_err(|_| bad_bind("negative value length"))?;
+            if len > self.reader.body_left() {
+                return Err(PgError::Codec(CodecError::Truncated("Bind")));
+            }
+            self.pass_body(len).await?;
+        }
+        let nr = self.pass_count().await?;
+        let raw = self.pass_exact(nr * 2).await?;
+        let formats = raw
+            .chunks_exact(2)
+            .map(|c| match c {
+                [a, b] => i16::from_be_bytes([*a, *b]),
+                _ => 0,
+            })
+            .collect();
+        if self.reader.body_left() != 0 {
+            return Err(bad_bind("trailing bytes"));
+        }
+        self.on_bind(&portal, &statement, formats).await
     }
 
     /// A message answered up to ReadyForQuery (Query, FunctionCall): forwarded when

@@ -105,6 +105,12 @@ pub struct RelayParts<'a, CR, CW, TR, TW> {
     pub cancel: CancellationToken,
     /// Idle timeout (zero: none).
     pub idle_timeout: Duration,
+    /// Messages longer than this are streamed (see
+    /// [`PostgresOptions::stream_threshold`](crate::PostgresOptions::stream_threshold)).
+    pub stream_threshold: usize,
+    /// Largest value the masking inspects (see
+    /// [`PostgresOptions::mask_inspect_max`](crate::PostgresOptions::mask_inspect_max)).
+    pub mask_inspect_max: usize,
 }
 
 /// Relays until either side ends. Returns how it ended and the number of masked values.
@@ -118,6 +124,13 @@ where
     TW: AsyncWrite + Unpin,
 {
     let activity = Activity::new();
+    let mut parts = parts;
+    parts
+        .client_reader
+        .set_stream_threshold(parts.stream_threshold);
+    parts
+        .target_reader
+        .set_stream_threshold(parts.stream_threshold);
     let (etx, erx) = mpsc::channel(4096);
     let (ntx, nrx) = mpsc::channel(16);
     let stop = parts.cancel.child_token();
@@ -141,7 +154,8 @@ where
         erx,
         nrx,
         &activity,
-    );
+    )
+    .with_inspect_max(parts.mask_inspect_max);
     let idle = parts.idle_timeout;
     let idle_watch = async {
         if idle.is_zero() {
@@ -213,7 +227,9 @@ where
             "hoop: session closed after the idle timeout",
         )),
     };
-    if let Some(f) = fatal {
+    // A message cut short by the end cannot be followed by anything the client could
+    // read as a message: the connection just closes.
+    if let Some(f) = fatal.filter(|_| !backend.mid_message()) {
         let w = backend.writer();
         let _ = w.push(f.encode().as_bytes()).await;
         let _ = w.flush().await;

@@ -61,6 +61,8 @@ pub struct Setup {
     pub pg_auth: hoop_testkit::postgres::PgAuth,
     /// The target's certificate (default: a good one from the target's own CA).
     pub pg_cert: Option<hoop_testkit::TestCert>,
+    /// Adapter options.
+    pub options: PostgresOptions,
 }
 
 impl Default for Setup {
@@ -72,6 +74,7 @@ impl Default for Setup {
             read_only: false,
             pg_auth: hoop_testkit::postgres::PgAuth::Scram,
             pg_cert: None,
+            options: PostgresOptions::default(),
         }
     }
 }
@@ -129,8 +132,8 @@ impl Gateway {
             ..Default::default()
         })
         .unwrap();
-        let adapter = Arc::new(
-            PostgresAdapter::new(PostgresOptions::default()).with_target(PostgresTarget {
+        let adapter = Arc::new(PostgresAdapter::new(setup.options.clone()).with_target(
+            PostgresTarget {
                 resource: Resource::new("appdb", "postgres"),
                 addr: SocketAddr::from(([127, 0, 0, 1], pg.port)),
                 security: UpstreamSecurity::Tls {
@@ -141,8 +144,8 @@ impl Gateway {
                 user: "app".into(),
                 password: Secret::Value("app-secret".into()),
                 read_only: setup.read_only,
-            }),
-        );
+            },
+        ));
         let auth = StaticTokenAuthenticator::new([
             StaticToken::new("alice", &hash_token(ALICE))
                 .unwrap()
