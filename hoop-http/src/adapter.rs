@@ -27,10 +27,16 @@
 //!
 //! HTTP/1.1 `Upgrade` requests for WebSocket or SPDY (others, like `h2c`, get 400: an
 //! `h2c` tunnel would carry requests past the policy) allowed by the policy are sent on a
-//! dedicated target connection; on `101` both sides are upgraded and relayed byte for
-//! byte with [`hoop_core::relay::relay`]; the opening and the end are recorded as notes.
-//! The target's TLS settings must then offer `http/1.1` (a target that picks `h2` by ALPN
-//! cannot upgrade: 502).
+//! dedicated target connection, never taken from or given back to the pool, whose TLS
+//! offers only `http/1.1` by ALPN (so a target that also speaks `h2` agrees on HTTP/1.1);
+//! on `101` both sides are upgraded and relayed byte for byte with
+//! [`hoop_core::relay::relay`]; the opening and the end are recorded as notes.
+//!
+//! A WebSocket over HTTP/2 (RFC 8441: extended `CONNECT` with `:protocol websocket`) is
+//! decided as the `GET` of its HTTP/1.1 form, and sent to the target as that HTTP/1.1
+//! upgrade (with a fresh `Sec-WebSocket-Key`, whose answer is checked); on `101` the
+//! client gets `200` and its stream is relayed to the upgraded target connection. The
+//! WebSocket frames are the same on both sides. Any other `CONNECT` gets 405.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -42,7 +48,7 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, TryStreamExt};
-use hoop_core::sequence::{Authorized, Checked};
+use hoop_core::sequence::{Authorized, Checked, UpstreamSecurity};
 use hoop_core::tls::ClientTlsInfo;
 use hoop_core::{Adapter, ClientConn, Credential, Event, SessionCtx};
 use http::header::{self, HeaderMap, HeaderValue};
@@ -98,13 +104,20 @@ pub struct HttpAdapter {
 struct Inner {
     target: HttpTarget,
     opts: HttpOptions,
+    /// The target's security offering only `http/1.1` by ALPN, for upgrades.
+    upgrade_security: UpstreamSecurity,
 }
 
 impl HttpAdapter {
     /// An adapter serving `target`.
     pub fn new(target: HttpTarget, opts: HttpOptions) -> Self {
+        let upgrade_security = upstream::http1_only(&target.security);
         HttpAdapter {
-            inner: Arc::new(Inner { target, opts }),
+            inner: Arc::new(Inner {
+                target,
+                opts,
+                upgrade_security,
+            }),
         }
     }
 
@@ -185,6 +198,7 @@ async fn serve_session(
     let result = if h2 {
         let conn = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
+            .enable_connect_protocol()
             .max_header_list_size(u32::try_from(inner.opts.max_header_bytes).unwrap_or(u32::MAX))
             .serve_connection(io, svc);
         let mut conn = pin!(conn);
@@ -380,6 +394,24 @@ impl Session {
                 None,
             );
         }
+        // RFC 8441: a WebSocket over an HTTP/2 stream (extended CONNECT) is relayed as an
+        // HTTP/1.1 upgrade toward the target. Any other CONNECT would open a tunnel past
+        // the per-request policy: refused.
+        let ws_over_h2 = req.method() == Method::CONNECT;
+        if ws_over_h2
+            && !(req.version() == Version::HTTP_2
+                && req
+                    .extensions()
+                    .get::<hyper::ext::Protocol>()
+                    .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket")))
+        {
+            return error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "CONNECT tunnels are not relayed (only WebSocket over HTTP/2)",
+                None,
+            );
+        }
         let path = match normalize_path(req.uri().path()) {
             Ok(p) => p.into_owned(),
             Err(e) => {
@@ -391,8 +423,9 @@ impl Session {
                 );
             }
         };
-        let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
-        if upgrade && !headers::upgrade_allowed(req.headers()) {
+        let h1_upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
+        let upgrade = h1_upgrade || ws_over_h2;
+        if h1_upgrade && !headers::upgrade_allowed(req.headers()) {
             return error_response(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
@@ -405,7 +438,12 @@ impl Session {
             Ok(a) => a,
             Err(resp) => return resp,
         };
-        let method = req.method().clone();
+        // The policy sees a WebSocket over HTTP/2 as the `GET` an HTTP/1.1 client sends.
+        let method = if ws_over_h2 {
+            Method::GET
+        } else {
+            req.method().clone()
+        };
         let cmd = command(
             &self.inner.target.resource,
             &method,
@@ -435,12 +473,20 @@ impl Session {
             &mut parts.headers,
             &self.inner.target,
             self.peer,
-            upgrade,
+            h1_upgrade,
             masking,
         ) {
             warn!(error = %e, "request headers could not be prepared");
             return bad_gateway(&e);
         }
+        let ws_accept = if ws_over_h2 {
+            match websocket_upgrade_headers(&mut parts.headers) {
+                Ok(accept) => Some(accept),
+                Err(e) => return bad_gateway(&e),
+            }
+        } else {
+            None
+        };
         let path_and_query = match &query {
             Some(q) => format!("{path}?{q}"),
             None => path.clone(),
@@ -462,7 +508,10 @@ impl Session {
             },
         };
         let result = match client_upgrade {
-            Some(on_client) => self.forward_upgrade(&auth, outgoing, on_client).await,
+            Some(on_client) => {
+                self.forward_upgrade(&auth, outgoing, on_client, ws_accept)
+                    .await
+            }
             None => self.forward(&auth, outgoing).await,
         };
         match result {
@@ -555,13 +604,19 @@ impl Session {
         })
     }
 
+    /// Sends an upgrade request on a new HTTP/1.1-only target connection (never pooled);
+    /// on `101` both sides are relayed. `ws_accept` is set for a WebSocket over HTTP/2
+    /// (RFC 8441): the `Sec-WebSocket-Accept` the target must answer with, and the client
+    /// gets `200` instead of `101`.
     async fn forward_upgrade(
         &self,
         auth: &Arc<Authorized>,
         out: OutgoingParts,
         on_client: hyper::upgrade::OnUpgrade,
+        ws_accept: Option<HeaderValue>,
     ) -> Result<(Response<Incoming>, Option<Sender>), HttpError> {
-        let mut sender = upstream::connect(auth, &self.inner.target).await?;
+        let mut sender =
+            upstream::connect(auth, &self.inner.target, &self.inner.upgrade_security).await?;
         if sender.is_h2() {
             return Err(HttpError::Upstream(String::from(
                 "the target chose HTTP/2, which cannot upgrade: offer only http/1.1 by ALPN",
@@ -580,10 +635,25 @@ impl Session {
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             return Ok((resp, None));
         }
+        let detail = match &ws_accept {
+            Some(expected) => {
+                if resp.headers().get(header::SEC_WEBSOCKET_ACCEPT) != Some(expected) {
+                    return Err(HttpError::Upstream(String::from(
+                        "the target's WebSocket handshake answer does not match its key",
+                    )));
+                }
+                // RFC 8441 §5: the client's stream is the tunnel once it got a 2xx.
+                *resp.status_mut() = StatusCode::OK;
+                resp.headers_mut().remove(header::SEC_WEBSOCKET_ACCEPT);
+                resp.extensions_mut().insert(Tunnel);
+                serde_json::json!({ "protocol": protocol, "client": "h2" })
+            }
+            None => serde_json::json!({ "protocol": protocol }),
+        };
         let on_upstream = hyper::upgrade::on(&mut resp);
         auth.record(Event::Note {
             kind: String::from("upgrade_open"),
-            detail: serde_json::json!({ "protocol": protocol }),
+            detail,
         })
         .map_err(|e| HttpError::Core(e.into()))?;
         let auth = auth.clone();
@@ -635,6 +705,7 @@ impl Session {
             watch,
         } = req;
         let (mut parts, body) = resp.into_parts();
+        let tunnel = parts.extensions.remove::<Tunnel>().is_some();
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
         headers::prepare_response(&mut parts.headers, switching);
         let mut outcome = Outcome {
@@ -648,7 +719,8 @@ impl Session {
             bytes_in,
             give_back: give_back.map(|s| (self.pool.clone(), s)),
         };
-        if switching {
+        if switching || tunnel {
+            parts.headers.remove(header::CONTENT_LENGTH);
             outcome.record(0, true);
             return Response::from_parts(parts, empty());
         }
@@ -730,16 +802,23 @@ impl Session {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let mut buf = BytesMut::new();
+        let mut trailers: Option<HeaderMap> = None;
         let over = announced.is_some_and(|n| n > limit as u64);
         if !over {
             while let Some(frame) = body.frame().await {
-                let frame = frame?;
-                if let Ok(data) = frame.into_data() {
-                    if buf.len() + data.len() > limit {
+                match frame?.into_data() {
+                    Ok(data) => {
+                        if buf.len() + data.len() > limit {
+                            buf.extend_from_slice(&data);
+                            return self.over_limit(auth, buf.freeze(), body, limit);
+                        }
                         buf.extend_from_slice(&data);
-                        return self.over_limit(auth, buf.freeze(), body, limit);
                     }
-                    buf.extend_from_slice(&data);
+                    Err(frame) => {
+                        if let Ok(t) = frame.into_trailers() {
+                            trailers.get_or_insert_with(HeaderMap::new).extend(t);
+                        }
+                    }
                 }
             }
         } else {
@@ -747,16 +826,24 @@ impl Session {
         }
         let raw = buf.freeze();
         let decoded = decode(&raw, coding, limit).map_err(HttpError::Body)?;
-        match mask_body(masker.as_ref(), kind, &decoded).map_err(HttpError::Body)? {
-            None => {
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(raw.len()));
-                Ok((full(raw), Masked::Count(0)))
-            }
+        let (out, n) = match mask_body(masker.as_ref(), kind, &decoded).map_err(HttpError::Body)? {
+            None => (raw, 0),
             Some((masked, n)) => {
                 headers.remove(header::CONTENT_ENCODING);
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(masked.len()));
                 headers.remove(header::ETAG);
-                Ok((full(masked), Masked::Count(n)))
+                (masked, n)
+            }
+        };
+        match trailers {
+            None => {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+                Ok((full(out), Masked::Count(n)))
+            }
+            // Trailers need a body of unannounced length (chunked toward an HTTP/1.1
+            // client, which only gets them when it asked with `TE: trailers`).
+            Some(t) => {
+                headers.remove(header::CONTENT_LENGTH);
+                Ok((with_trailers(out, t), Masked::Count(n)))
             }
         }
     }
@@ -801,6 +888,53 @@ struct ForwardedRequest {
 enum Masked {
     Count(u64),
     Live(Arc<AtomicU64>),
+}
+
+/// A body of `data` followed by `trailers`, of unannounced length.
+fn with_trailers(data: Bytes, trailers: HeaderMap) -> Body {
+    let frames = [
+        Ok::<_, BoxError>(Frame::data(data)),
+        Ok(Frame::trailers(trailers)),
+    ];
+    StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()
+}
+
+/// Marks a target's `101` turned into the `200` that opens an RFC 8441 tunnel.
+#[derive(Clone, Copy, Debug)]
+struct Tunnel;
+
+/// Turns the headers of a WebSocket over HTTP/2 request into those of the HTTP/1.1
+/// upgrade sent to the target (`Upgrade`, `Connection`, a fresh `Sec-WebSocket-Key`; the
+/// client's version, subprotocols and extensions go as they are). Returns the
+/// `Sec-WebSocket-Accept` the target must answer with.
+fn websocket_upgrade_headers(headers: &mut HeaderMap) -> Result<HeaderValue, String> {
+    use base64::Engine;
+    let mut nonce = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| String::from("no random source"))?;
+    let key = base64::engine::general_purpose::STANDARD.encode(nonce);
+    let accept = websocket_accept(key.as_bytes());
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(
+        header::SEC_WEBSOCKET_KEY,
+        HeaderValue::from_str(&key).map_err(|e| e.to_string())?,
+    );
+    if !headers.contains_key(header::SEC_WEBSOCKET_VERSION) {
+        headers.insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+    }
+    HeaderValue::from_str(&accept).map_err(|e| e.to_string())
+}
+
+/// `Sec-WebSocket-Accept` for `key` (RFC 6455 §4.2.2).
+fn websocket_accept(key: &[u8]) -> String {
+    use base64::Engine;
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(key);
+    ctx.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(ctx.finish())
 }
 
 /// A request on its way to the target, before its URI form is chosen.

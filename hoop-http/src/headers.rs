@@ -9,15 +9,15 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use crate::config::{HttpTarget, UpstreamCredential};
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1, plus the
-/// non-standard `Proxy-Connection` and `Keep-Alive`).
-const HOP_BY_HOP: [&str; 9] = [
+/// non-standard `Proxy-Connection` and `Keep-Alive`). `Trailer` is end to end (it
+/// announces the trailer fields, and an HTTP/1.1 peer needs it to send them): kept.
+const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-connection",
     "proxy-authenticate",
     "proxy-authorization",
     "te",
-    "trailer",
     "transfer-encoding",
     "upgrade",
 ];

@@ -22,7 +22,10 @@
 //!   ([`hoop_core::sequence::Authorized::connect_upstream`]) and pooled per session, never
 //!   across sessions: a refusal is recorded in the session that caused it and a pooled
 //!   connection can only be reused with the one target and security setting it was opened
-//!   with. HTTP/2 toward the target when its TLS agrees on `h2`.
+//!   with. HTTP/2 toward the target when its TLS agrees on `h2`; upgrades (WebSocket,
+//!   SPDY) go on their own connection offering only `http/1.1`.
+//! - **Trailers** are forwarded, masked bodies included (an HTTP/1.1 client gets them
+//!   when it sent `TE: trailers`).
 //! - **Policy text** is `METHOD /normalised/path[?query]`: the query is part of it so a
 //!   grant after a review covers exactly the reviewed request.
 //! - **Kubernetes**: reading `secrets` and the `exec` / `attach` / `portforward` / `proxy` /

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use hoop_core::io::MaybeTls;
-use hoop_core::sequence::Authorized;
+use hoop_core::sequence::{Authorized, UpstreamSecurity};
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
@@ -91,7 +91,7 @@ impl Pool {
                 return Ok(s);
             }
             if let Ok(permit) = self.conns.clone().try_acquire_owned() {
-                let mut s = connect(auth, target).await?;
+                let mut s = connect(auth, target, &target.security).await?;
                 if let Sender::H1(_, p) = &mut s {
                     *p = Some(permit);
                 }
@@ -143,10 +143,15 @@ impl Pool {
     }
 }
 
-/// Opens a new connection to the target through the proof token; HTTP/2 when the TLS
+/// Opens a new connection to the target through the proof token, secured by `security`
+/// (the target's own, or its HTTP/1.1-only variant for upgrades); HTTP/2 when the TLS
 /// session agreed on `h2` by ALPN, HTTP/1.1 otherwise (with upgrades enabled).
-pub(crate) async fn connect(auth: &Authorized, target: &HttpTarget) -> Result<Sender, HttpError> {
-    let stream = auth.connect_upstream(target.addr, &target.security).await?;
+pub(crate) async fn connect(
+    auth: &Authorized,
+    target: &HttpTarget,
+    security: &UpstreamSecurity,
+) -> Result<Sender, HttpError> {
+    let stream = auth.connect_upstream(target.addr, security).await?;
     let h2 = match &stream {
         MaybeTls::Tls { inner } => inner.get_ref().1.alpn_protocol() == Some(b"h2"),
         MaybeTls::Plain { .. } => false,
@@ -168,5 +173,20 @@ pub(crate) async fn connect(auth: &Authorized, target: &HttpTarget) -> Result<Se
             }
         });
         Ok(Sender::H1(sender, None))
+    }
+}
+
+/// `security` offering only `http/1.1` by ALPN when it offers `h2`: an upgrade needs an
+/// HTTP/1.1 connection, which a target offered both would not choose. The verification
+/// (roots, pins, name, client certificate) is the same.
+pub(crate) fn http1_only(security: &UpstreamSecurity) -> UpstreamSecurity {
+    match security {
+        UpstreamSecurity::Tls { tls, server_name } if tls.alpn().iter().any(|p| p == b"h2") => {
+            UpstreamSecurity::Tls {
+                tls: tls.with_alpn(vec![b"http/1.1".to_vec()]),
+                server_name: server_name.clone(),
+            }
+        }
+        other => other.clone(),
     }
 }

@@ -328,3 +328,89 @@ impl CurlCtx {
 pub fn bearer(token: &str) -> String {
     format!("Authorization: Bearer {token}")
 }
+
+/// A TLS connection to the gateway (trusting its CA) offering `alpn`.
+pub async fn tls_to(
+    gw: &Gateway,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(gw.gw_ca.cert_der()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(hoop_core::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+type ClientBody = http_body_util::Full<bytes::Bytes>;
+
+/// A hyper client connection to the gateway, HTTP/2 or HTTP/1.1 (chosen by ALPN).
+pub enum HyperClient {
+    H1(hyper::client::conn::http1::SendRequest<ClientBody>),
+    H2(hyper::client::conn::http2::SendRequest<ClientBody>),
+}
+
+impl HyperClient {
+    pub async fn connect(gw: &Gateway, h2: bool) -> HyperClient {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        if h2 {
+            let tls = tls_to(gw, &[b"h2"]).await;
+            assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+            let (s, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+                .handshake(TokioIo::new(tls))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            HyperClient::H2(s)
+        } else {
+            let tls = tls_to(gw, &[b"http/1.1"]).await;
+            let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .unwrap();
+            tokio::spawn(conn.with_upgrades());
+            HyperClient::H1(s)
+        }
+    }
+
+    /// Sends `req` (its URI is made absolute for HTTP/2).
+    pub async fn send(
+        &mut self,
+        gw: &Gateway,
+        mut req: http::Request<ClientBody>,
+    ) -> http::Response<hyper::body::Incoming> {
+        match self {
+            HyperClient::H1(s) => {
+                req.headers_mut()
+                    .insert("host", "localhost".parse().unwrap());
+                s.ready().await.unwrap();
+                s.send_request(req).await.unwrap()
+            }
+            HyperClient::H2(s) => {
+                let uri = format!(
+                    "https://localhost:{}{}",
+                    gw.addr.port(),
+                    req.uri().path_and_query().unwrap()
+                );
+                *req.uri_mut() = uri.parse().unwrap();
+                *req.version_mut() = http::Version::HTTP_2;
+                s.ready().await.unwrap();
+                s.send_request(req).await.unwrap()
+            }
+        }
+    }
+}
+
+/// `GET path` with `token`.
+pub fn get(path: &str, token: &str) -> http::Request<ClientBody> {
+    http::Request::get(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(ClientBody::default())
+        .unwrap()
+}
