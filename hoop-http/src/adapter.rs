@@ -48,7 +48,7 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, TryStreamExt};
-use hoop_core::sequence::{Authorized, Checked, UpstreamSecurity};
+use hoop_core::sequence::{Authorized, Checked};
 use hoop_core::tls::ClientTlsInfo;
 use hoop_core::{Adapter, ClientConn, Credential, Event, SessionCtx};
 use http::header::{self, HeaderMap, HeaderValue};
@@ -70,6 +70,7 @@ use crate::headers;
 use crate::idle::{Activity, IdleIo};
 use crate::normalize::normalize_path;
 use crate::response::{Outcome, Recorded, empty, error_response, full};
+use crate::route::{Route, canonical_host, route_for};
 use crate::stream::{LineMasked, is_line_stream};
 use crate::upstream::{self, Body, Pool, Sender};
 
@@ -102,28 +103,109 @@ pub struct HttpAdapter {
 
 #[derive(Debug)]
 struct Inner {
-    target: HttpTarget,
+    /// The first route's target (see [`HttpAdapter::target`]).
+    first: HttpTarget,
+    /// Never empty.
+    routes: Vec<Route>,
     opts: HttpOptions,
-    /// The target's security offering only `http/1.1` by ALPN, for upgrades.
-    upgrade_security: UpstreamSecurity,
 }
 
 impl HttpAdapter {
-    /// An adapter serving `target`.
+    /// An adapter serving `target` (whatever `Host` the requests name).
     pub fn new(target: HttpTarget, opts: HttpOptions) -> Self {
-        let upgrade_security = upstream::http1_only(&target.security);
         HttpAdapter {
             inner: Arc::new(Inner {
-                target,
+                first: target.clone(),
+                routes: vec![Route::new(0, Vec::new(), target)],
                 opts,
-                upgrade_security,
             }),
         }
     }
 
-    /// The target.
+    /// An adapter serving several targets behind one listener, each request going to
+    /// the target one of whose host names is the request's `Host` (`:authority` in
+    /// HTTP/2; compared without port, case and trailing dot). A request for another host
+    /// gets `404` and reaches no target.
+    ///
+    /// A client connection is one session on one resource: once a request was
+    /// authorized for a host's target, a request for another target on the same
+    /// connection gets `421 Misdirected Request` (clients retry it on a new connection).
+    ///
+    /// Fails when no target is given, a target has no host name, or a host name is
+    /// given twice.
+    ///
+    /// ```no_run
+    /// # use hoop_core::Resource;
+    /// # use hoop_core::sequence::UpstreamSecurity;
+    /// # use hoop_core::tls::UpstreamTls;
+    /// # use hoop_http::{HttpAdapter, HttpOptions, HttpTarget};
+    /// # fn f(tls: UpstreamTls) -> Result<(), Box<dyn std::error::Error>> {
+    /// let grafana = HttpTarget::new(
+    ///     Resource::new("grafana", "http"),
+    ///     "10.0.0.7:3000".parse()?,
+    ///     UpstreamSecurity::Tls { tls: tls.clone(), server_name: "grafana.internal".into() },
+    /// );
+    /// let wiki = HttpTarget::new(
+    ///     Resource::new("wiki", "http"),
+    ///     "10.0.0.8:443".parse()?,
+    ///     UpstreamSecurity::Tls { tls, server_name: "wiki.internal".into() },
+    /// );
+    /// let adapter = HttpAdapter::by_host(
+    ///     [
+    ///         (vec!["grafana.gw.example.com"], grafana),
+    ///         (vec!["wiki.gw.example.com", "docs.gw.example.com"], wiki),
+    ///     ],
+    ///     HttpOptions::default(),
+    /// )?;
+    /// # let _ = adapter; Ok(()) }
+    /// ```
+    pub fn by_host<R, H, S>(routes: R, opts: HttpOptions) -> Result<Self, HttpError>
+    where
+        R: IntoIterator<Item = (H, HttpTarget)>,
+        H: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut built: Vec<Route> = Vec::new();
+        for (index, (hosts, target)) in routes.into_iter().enumerate() {
+            let hosts: Vec<String> = hosts
+                .into_iter()
+                .map(|h| canonical_host(h.as_ref()))
+                .collect();
+            if hosts.is_empty() || hosts.iter().any(String::is_empty) {
+                return Err(HttpError::Config(format!(
+                    "target {:?} needs at least one (non-empty) host name",
+                    target.resource.name
+                )));
+            }
+            for h in &hosts {
+                if built.iter().any(|r| r.hosts.contains(h))
+                    || hosts.iter().filter(|x| *x == h).count() > 1
+                {
+                    return Err(HttpError::Config(format!("host name {h:?} given twice")));
+                }
+            }
+            built.push(Route::new(index, hosts, target));
+        }
+        let Some(first) = built.first().map(|r| r.target.clone()) else {
+            return Err(HttpError::Config(String::from("no target")));
+        };
+        Ok(HttpAdapter {
+            inner: Arc::new(Inner {
+                first,
+                routes: built,
+                opts,
+            }),
+        })
+    }
+
+    /// The target (with [`HttpAdapter::by_host`], the first one).
     pub fn target(&self) -> &HttpTarget {
-        &self.inner.target
+        &self.inner.first
+    }
+
+    /// Every target, in the order given.
+    pub fn targets(&self) -> impl Iterator<Item = &HttpTarget> {
+        self.inner.routes.iter().map(|r| &r.target)
     }
 }
 
@@ -148,6 +230,10 @@ struct Established {
     subject: String,
     groups: Vec<String>,
     expires_at: Option<SystemTime>,
+    /// The route the session is authorized on (the only one its requests may use).
+    route: usize,
+    /// The session's connections to that route's target.
+    pool: Arc<Pool>,
 }
 
 struct Session {
@@ -157,7 +243,6 @@ struct Session {
     cert: Option<CertificateDer<'static>>,
     state: tokio::sync::Mutex<Option<Established>>,
     tasks: TaskTracker,
-    pool: Arc<Pool>,
 }
 
 async fn serve_session(
@@ -174,7 +259,6 @@ async fn serve_session(
     let info = ClientTlsInfo::of(&stream);
     let h2 = info.alpn.as_deref() == Some(b"h2");
     let session = Arc::new(Session {
-        pool: Arc::new(Pool::new(inner.opts.max_upstream_conns)),
         inner: inner.clone(),
         ctx: ctx.clone(),
         peer: conn.peer,
@@ -319,7 +403,12 @@ fn bad_gateway(reason: &str) -> Response<Body> {
 impl Session {
     /// The session's proof token, authenticating / authorizing as needed (see the module
     /// documentation for the rules).
-    async fn authorized(&self, headers: &HeaderMap) -> Result<Arc<Authorized>, Response<Body>> {
+    async fn authorized(
+        &self,
+        headers: &HeaderMap,
+        route: &Route,
+        route_index: usize,
+    ) -> Result<(Arc<Authorized>, Arc<Pool>), Response<Body>> {
         let mut state = self.state.lock().await;
         let token = if self.cert.is_some() {
             None
@@ -327,8 +416,17 @@ impl Session {
             headers::bearer(headers)
         };
         if let Some(est) = state.as_mut() {
+            if est.route != route_index {
+                return Err(error_response(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "misdirected_request",
+                    "this connection serves another host: open a new connection",
+                    None,
+                ));
+            }
+            let bound = (est.auth.clone(), est.pool.clone());
             if self.cert.is_some() {
-                return Ok(est.auth.clone());
+                return Ok(bound);
             }
             let Some(token) = token else {
                 return Err(unauthorized("a bearer token is required on every request"));
@@ -336,7 +434,7 @@ impl Session {
             let hash = token_hash(token);
             let live = est.expires_at.is_none_or(|t| SystemTime::now() < t);
             if est.token_hash == Some(hash) && live {
-                return Ok(est.auth.clone());
+                return Ok(bound);
             }
             let authn = self
                 .ctx
@@ -351,7 +449,7 @@ impl Session {
             }
             est.token_hash = Some(hash);
             est.expires_at = id.expires_at;
-            return Ok(est.auth.clone());
+            return Ok(bound);
         }
         let authn = match (&self.cert, token) {
             (Some(cert), _) => self
@@ -370,18 +468,24 @@ impl Session {
         let (subject, groups, expires_at) = (id.subject.clone(), id.groups.clone(), id.expires_at);
         let auth = self
             .ctx
-            .authorize(authn, self.inner.target.resource.clone(), "http")
+            .authorize(authn, route.target.resource.clone(), "http")
             .await
             .map_err(|e| forbidden(&e.to_string(), None))?;
         let auth = Arc::new(auth);
+        let pool = Arc::new(Pool::new(
+            self.inner.opts.max_upstream_conns,
+            route.key.clone(),
+        ));
         *state = Some(Established {
             auth: auth.clone(),
             token_hash: token.map(token_hash),
             subject,
             groups,
             expires_at,
+            route: route_index,
+            pool: pool.clone(),
         });
-        Ok(auth)
+        Ok((auth, pool))
     }
 
     async fn handle(self: Arc<Self>, mut req: Request<Incoming>) -> Response<Body> {
@@ -433,8 +537,20 @@ impl Session {
                 None,
             );
         }
+        let inner = self.inner.clone();
+        let found = route_for(&inner.routes, &req)
+            .ok()
+            .and_then(|i| Some((i, inner.routes.get(i)?)));
+        let Some((route_index, route)) = found else {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no resource is served at this host name",
+                None,
+            );
+        };
         let query = req.uri().query().map(str::to_owned);
-        let auth = match self.authorized(req.headers()).await {
+        let (auth, pool) = match self.authorized(req.headers(), route, route_index).await {
             Ok(a) => a,
             Err(resp) => return resp,
         };
@@ -444,12 +560,7 @@ impl Session {
         } else {
             req.method().clone()
         };
-        let cmd = command(
-            &self.inner.target.resource,
-            &method,
-            &path,
-            query.as_deref(),
-        );
+        let cmd = command(&route.target.resource, &method, &path, query.as_deref());
         let watch = cmd.verb == "watch";
         match auth.check(cmd).await {
             Ok(Checked::Allowed) => {}
@@ -471,7 +582,7 @@ impl Session {
         let bytes_in = Arc::new(AtomicU64::new(0));
         if let Err(e) = headers::prepare_request(
             &mut parts.headers,
-            &self.inner.target,
+            &route.target,
             self.peer,
             h1_upgrade,
             masking,
@@ -509,10 +620,10 @@ impl Session {
         };
         let result = match client_upgrade {
             Some(on_client) => {
-                self.forward_upgrade(&auth, outgoing, on_client, ws_accept)
+                self.forward_upgrade(&auth, route, outgoing, on_client, ws_accept)
                     .await
             }
-            None => self.forward(&auth, outgoing).await,
+            None => self.forward(&auth, route, &pool, outgoing).await,
         };
         match result {
             Ok((resp, give_back)) => {
@@ -523,7 +634,8 @@ impl Session {
                     path,
                     watch,
                 };
-                self.finish_response(auth, resp, give_back, req).await
+                self.finish_response(auth, route, &pool, resp, give_back, req)
+                    .await
             }
             Err(e) => {
                 let msg = e.to_string();
@@ -552,11 +664,11 @@ impl Session {
 
     fn build_request(
         &self,
+        target: &HttpTarget,
         sender: &Sender,
         out: OutgoingParts,
     ) -> Result<Request<Body>, HttpError> {
         let mut builder = Request::builder().method(out.method);
-        let target = &self.inner.target;
         let mut headers = out.headers;
         if sender.is_h2() {
             let scheme = match target.security {
@@ -583,21 +695,23 @@ impl Session {
     async fn forward(
         &self,
         auth: &Authorized,
+        route: &Route,
+        pool: &Pool,
         out: OutgoingParts,
     ) -> Result<(Response<Incoming>, Option<Sender>), HttpError> {
         let mut sender = tokio::time::timeout(
             self.inner.opts.upstream_timeout,
-            self.pool.get(auth, &self.inner.target),
+            pool.get(auth, &route.target, &route.key),
         )
         .await
         .map_err(|_| HttpError::Timeout("a free upstream connection"))??;
-        let req = self.build_request(&sender, out)?;
+        let req = self.build_request(&route.target, &sender, out)?;
         let resp = tokio::time::timeout(self.inner.opts.upstream_timeout, sender.send(req))
             .await
             .map_err(|_| HttpError::Timeout("upstream response"))??;
         Ok(match sender {
             Sender::H2(_) => {
-                self.pool.put(sender);
+                pool.put(sender);
                 (resp, None)
             }
             Sender::H1(..) => (resp, Some(sender)),
@@ -611,12 +725,12 @@ impl Session {
     async fn forward_upgrade(
         &self,
         auth: &Arc<Authorized>,
+        route: &Route,
         out: OutgoingParts,
         on_client: hyper::upgrade::OnUpgrade,
         ws_accept: Option<HeaderValue>,
     ) -> Result<(Response<Incoming>, Option<Sender>), HttpError> {
-        let mut sender =
-            upstream::connect(auth, &self.inner.target, &self.inner.upgrade_security).await?;
+        let mut sender = upstream::connect(auth, &route.target, &route.upgrade_security).await?;
         if sender.is_h2() {
             return Err(HttpError::Upstream(String::from(
                 "the target chose HTTP/2, which cannot upgrade: offer only http/1.1 by ALPN",
@@ -628,7 +742,7 @@ impl Session {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let req = self.build_request(&sender, out)?;
+        let req = self.build_request(&route.target, &sender, out)?;
         let mut resp = tokio::time::timeout(self.inner.opts.upstream_timeout, sender.send(req))
             .await
             .map_err(|_| HttpError::Timeout("upstream response"))??;
@@ -693,6 +807,8 @@ impl Session {
     async fn finish_response(
         &self,
         auth: Arc<Authorized>,
+        route: &Route,
+        pool: &Arc<Pool>,
         resp: Response<Incoming>,
         give_back: Option<Sender>,
         req: ForwardedRequest,
@@ -717,7 +833,7 @@ impl Session {
             masked: 0,
             masked_live: None,
             bytes_in,
-            give_back: give_back.map(|s| (self.pool.clone(), s)),
+            give_back: give_back.map(|s| (pool.clone(), s)),
         };
         if switching || tunnel {
             parts.headers.remove(header::CONTENT_LENGTH);
@@ -730,7 +846,10 @@ impl Session {
         let body = if no_body {
             body.map_err(BoxError::from).boxed_unsync()
         } else {
-            match self.mask(&auth, &mut parts.headers, body, watch).await {
+            match self
+                .mask(&auth, &route.target, &mut parts.headers, body, watch)
+                .await
+            {
                 Ok((b, Masked::Count(n))) => {
                     outcome.masked = n;
                     b
@@ -760,6 +879,7 @@ impl Session {
     async fn mask(
         &self,
         auth: &Authorized,
+        target: &HttpTarget,
         headers: &mut HeaderMap,
         mut body: Incoming,
         watch: bool,
@@ -771,7 +891,6 @@ impl Session {
                 Masked::Count(0),
             ));
         }
-        let target = &self.inner.target;
         let limit = target.max_body;
         let coding = Coding::of(headers);
         if let Some(json) = is_line_stream(headers, watch) {
@@ -810,7 +929,7 @@ impl Session {
                     Ok(data) => {
                         if buf.len() + data.len() > limit {
                             buf.extend_from_slice(&data);
-                            return self.over_limit(auth, buf.freeze(), body, limit);
+                            return self.over_limit(auth, target, buf.freeze(), body);
                         }
                         buf.extend_from_slice(&data);
                     }
@@ -822,7 +941,7 @@ impl Session {
                 }
             }
         } else {
-            return self.over_limit(auth, buf.freeze(), body, limit);
+            return self.over_limit(auth, target, buf.freeze(), body);
         }
         let raw = buf.freeze();
         let decoded = decode(&raw, coding, limit).map_err(HttpError::Body)?;
@@ -851,11 +970,12 @@ impl Session {
     fn over_limit(
         &self,
         auth: &Authorized,
+        target: &HttpTarget,
         prefix: Bytes,
         rest: Incoming,
-        limit: usize,
     ) -> Result<(Body, Masked), HttpError> {
-        if !self.inner.target.passthrough_over_limit {
+        let limit = target.max_body;
+        if !target.passthrough_over_limit {
             return Err(HttpError::Body(format!(
                 "the response body is larger than the masking limit of {limit} bytes"
             )));

@@ -53,6 +53,7 @@ mod idle;
 pub mod kube;
 pub mod normalize;
 mod response;
+mod route;
 mod scan;
 pub mod stream;
 mod upstream;
