@@ -608,9 +608,12 @@ impl Session {
             path_and_query,
             body: {
                 let counter = bytes_in.clone();
-                body.map_frame(move |f| {
+                let credential = route.credential_header.clone();
+                body.map_frame(move |mut f| {
                     if let Some(d) = f.data_ref() {
                         counter.fetch_add(d.len() as u64, Ordering::Relaxed);
+                    } else if let Some(t) = f.trailers_mut() {
+                        headers::clean_request_trailers(t, credential.as_ref());
                     }
                     f
                 })

@@ -4,10 +4,10 @@
 
 use hoop_core::sequence::UpstreamSecurity;
 use http::Request;
-use http::header;
+use http::header::{self, HeaderName};
 use http::uri::Authority;
 
-use crate::config::HttpTarget;
+use crate::config::{HttpTarget, UpstreamCredential};
 use crate::upstream::{self, PoolKey};
 
 /// One target and what is derived from it once.
@@ -21,11 +21,20 @@ pub(crate) struct Route {
     pub upgrade_security: UpstreamSecurity,
     /// What a pooled connection to this target must have been opened with.
     pub key: PoolKey,
+    /// The header carrying the injected credential, when it is not `Authorization`.
+    pub credential_header: Option<HeaderName>,
 }
 
 impl Route {
     pub(crate) fn new(index: usize, hosts: Vec<String>, target: HttpTarget) -> Route {
+        let credential_header = match &target.credential {
+            Some(UpstreamCredential::Header { name, .. }) => {
+                HeaderName::from_bytes(name.as_bytes()).ok()
+            }
+            _ => None,
+        };
         Route {
+            credential_header,
             hosts,
             upgrade_security: upstream::http1_only(&target.security),
             key: PoolKey::of(index, &target),

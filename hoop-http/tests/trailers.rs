@@ -64,8 +64,19 @@ async fn check(upstream_h2: bool) {
         http::Version::HTTP_11
     };
     assert!(seen.iter().all(|s| s.version == want), "{seen:?}");
-    let rec = gw.wait_recorded(r#""path":"/trailers-stream""#).await;
+    // Recordings are written in the background: wait for the six requests.
+    let mut rec = String::new();
+    for _ in 0..200 {
+        rec = gw.recordings_text();
+        if rec.matches(r#""kind":"http_request""#).count() >= 6 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert!(rec.contains(r#""path":"/trailers""#), "{rec}");
+    // Every response went out whole (and its HTTP/1.1 target connection back to the pool).
+    assert!(!rec.contains(r#""complete":false"#), "{rec}");
+    assert_eq!(rec.matches(r#""kind":"http_request""#).count(), 6, "{rec}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,4 +87,48 @@ async fn trailers_of_masked_bodies_over_http2_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trailers_of_masked_bodies_over_http1_upstream() {
     check(false).await;
+}
+
+/// Request trailers reach the target, except fields the gateway controls (a trailer
+/// cannot stand in for the client's or the injected credential).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_trailers_cannot_carry_credentials() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for upstream_h2 in [true, false] {
+        let up = upstream::start(None).await;
+        let alpn = if upstream_h2 {
+            b"h2".to_vec()
+        } else {
+            b"http/1.1".to_vec()
+        };
+        let gw = Gateway::start(
+            up.addr,
+            up.ca_path.clone(),
+            Setup {
+                upstream_alpn: vec![alpn],
+                ..Setup::default()
+            },
+        )
+        .await;
+        let mut tls = common::tls_to(&gw, &[b"http/1.1"]).await;
+        let req = format!(
+            "POST /echo-trailers HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ALICE}\r\n\
+             Transfer-Encoding: chunked\r\nTrailer: authorization, x-checksum, cookie\r\n\
+             Connection: close\r\n\r\n5\r\nhello\r\n0\r\nauthorization: Bearer forged\r\n\
+             cookie: gw_session=x\r\nx-checksum: abc\r\n\r\n"
+        );
+        tls.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tls.read_to_end(&mut out).await;
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        let body = &out[out.find("\r\n\r\n").unwrap() + 4..];
+        assert!(body.contains(r#""body":"hello""#), "{body}");
+        assert!(
+            body.contains(r#""x-checksum":"abc""#),
+            "h2 {upstream_h2}: {body}"
+        );
+        assert!(!body.contains("forged"), "{body}");
+        assert!(!body.contains("gw_session"), "{body}");
+    }
 }

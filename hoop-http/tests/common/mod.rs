@@ -156,6 +156,25 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway in front of `upstream_addr` (whose certificates come from `upstream_ca`).
     pub async fn start(upstream_addr: SocketAddr, upstream_ca: PathBuf, setup: Setup) -> Gateway {
+        let target = target(upstream_addr, upstream_ca, "api", &setup);
+        let adapter = HttpAdapter::new(target, setup.options.clone());
+        Self::start_adapter(adapter, setup).await
+    }
+
+    /// A gateway routing by `Host`: each `(host, resource name, upstream address, its CA)`.
+    pub async fn start_hosts(
+        routes: Vec<(&str, &str, SocketAddr, PathBuf)>,
+        setup: Setup,
+    ) -> Gateway {
+        let routes: Vec<(Vec<String>, HttpTarget)> = routes
+            .into_iter()
+            .map(|(host, name, addr, ca)| (vec![host.to_owned()], target(addr, ca, name, &setup)))
+            .collect();
+        let adapter = HttpAdapter::by_host(routes, setup.options.clone()).unwrap();
+        Self::start_adapter(adapter, setup).await
+    }
+
+    async fn start_adapter(adapter: HttpAdapter, setup: Setup) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let ca = TestCa::new("gateway-ca");
         let ca_path = ca.write_cert(dir.path(), "gw-ca.crt");
@@ -168,26 +187,7 @@ impl Gateway {
             ..Default::default()
         })
         .unwrap();
-        let upstream_tls = UpstreamTls::new(UpstreamTlsConfig {
-            roots: UpstreamRoots::CaFile(setup.upstream_ca.clone().unwrap_or(upstream_ca)),
-            alpn: setup.upstream_alpn.clone(),
-            ..Default::default()
-        })
-        .unwrap();
-        let mut target = HttpTarget::new(
-            Resource::new("api", setup.protocol),
-            upstream_addr,
-            UpstreamSecurity::Tls {
-                tls: upstream_tls,
-                server_name: setup.upstream_name.clone(),
-            },
-        )
-        .authority(format!("localhost:{}", upstream_addr.port()))
-        .strip_cookies(["gw_session"])
-        .max_body(setup.max_body)
-        .passthrough_over_limit(setup.passthrough);
-        target.credential = setup.credential.clone();
-        let adapter = Arc::new(HttpAdapter::new(target, setup.options.clone()));
+        let adapter = Arc::new(adapter);
         let tokens = StaticTokenAuthenticator::new([
             StaticToken::new("alice", &hash_token(ALICE))
                 .unwrap()
@@ -387,17 +387,20 @@ impl HyperClient {
     ) -> http::Response<hyper::body::Incoming> {
         match self {
             HyperClient::H1(s) => {
-                req.headers_mut()
-                    .insert("host", "localhost".parse().unwrap());
+                if !req.headers().contains_key("host") {
+                    req.headers_mut()
+                        .insert("host", "localhost".parse().unwrap());
+                }
                 s.ready().await.unwrap();
                 s.send_request(req).await.unwrap()
             }
             HyperClient::H2(s) => {
-                let uri = format!(
-                    "https://localhost:{}{}",
-                    gw.addr.port(),
-                    req.uri().path_and_query().unwrap()
-                );
+                // A Host header names the authority (the TLS name stays localhost).
+                let host = match req.headers_mut().remove("host") {
+                    Some(h) => h.to_str().unwrap().to_owned(),
+                    None => format!("localhost:{}", gw.addr.port()),
+                };
+                let uri = format!("https://{host}{}", req.uri().path_and_query().unwrap());
                 *req.uri_mut() = uri.parse().unwrap();
                 *req.version_mut() = http::Version::HTTP_2;
                 s.ready().await.unwrap();
@@ -413,4 +416,33 @@ pub fn get(path: &str, token: &str) -> http::Request<ClientBody> {
         .header("authorization", format!("Bearer {token}"))
         .body(ClientBody::default())
         .unwrap()
+}
+
+/// The target the harness puts behind the gateway.
+fn target(
+    upstream_addr: SocketAddr,
+    upstream_ca: PathBuf,
+    name: &str,
+    setup: &Setup,
+) -> HttpTarget {
+    let upstream_tls = UpstreamTls::new(UpstreamTlsConfig {
+        roots: UpstreamRoots::CaFile(setup.upstream_ca.clone().unwrap_or(upstream_ca)),
+        alpn: setup.upstream_alpn.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut target = HttpTarget::new(
+        Resource::new(name, setup.protocol),
+        upstream_addr,
+        UpstreamSecurity::Tls {
+            tls: upstream_tls,
+            server_name: setup.upstream_name.clone(),
+        },
+    )
+    .authority(format!("localhost:{}", upstream_addr.port()))
+    .strip_cookies(["gw_session"])
+    .max_body(setup.max_body)
+    .passthrough_over_limit(setup.passthrough);
+    target.credential = setup.credential.clone();
+    target
 }

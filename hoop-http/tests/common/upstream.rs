@@ -152,6 +152,23 @@ async fn route(mut req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Respo
             }
         }
         "/ws" => websocket(req),
+        "/echo-trailers" => {
+            let collected = req.body_mut().collect().await.unwrap();
+            let trailers: serde_json::Map<String, serde_json::Value> = collected
+                .trailers()
+                .map(|t| {
+                    t.iter()
+                        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().into()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let body = String::from_utf8(collected.to_bytes().to_vec()).unwrap();
+            resp(
+                200,
+                "application/json",
+                serde_json::json!({ "body": body, "trailers": trailers }).to_string(),
+            )
+        }
         "/trailers" => with_trailers("application/json", &[USERS_JSON]),
         "/trailers-stream" => with_trailers(
             "application/x-ndjson",
