@@ -27,10 +27,16 @@
 //!
 //! HTTP/1.1 `Upgrade` requests for WebSocket or SPDY (others, like `h2c`, get 400: an
 //! `h2c` tunnel would carry requests past the policy) allowed by the policy are sent on a
-//! dedicated target connection; on `101` both sides are upgraded and relayed byte for
-//! byte with [`hoop_core::relay::relay`]; the opening and the end are recorded as notes.
-//! The target's TLS settings must then offer `http/1.1` (a target that picks `h2` by ALPN
-//! cannot upgrade: 502).
+//! dedicated target connection, never taken from or given back to the pool, whose TLS
+//! offers only `http/1.1` by ALPN (so a target that also speaks `h2` agrees on HTTP/1.1);
+//! on `101` both sides are upgraded and relayed byte for byte with
+//! [`hoop_core::relay::relay`]; the opening and the end are recorded as notes.
+//!
+//! A WebSocket over HTTP/2 (RFC 8441: extended `CONNECT` with `:protocol websocket`) is
+//! decided as the `GET` of its HTTP/1.1 form, and sent to the target as that HTTP/1.1
+//! upgrade (with a fresh `Sec-WebSocket-Key`, whose answer is checked); on `101` the
+//! client gets `200` and its stream is relayed to the upgraded target connection. The
+//! WebSocket frames are the same on both sides. Any other `CONNECT` gets 405.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -64,6 +70,7 @@ use crate::headers;
 use crate::idle::{Activity, IdleIo};
 use crate::normalize::normalize_path;
 use crate::response::{Outcome, Recorded, empty, error_response, full};
+use crate::route::{Route, canonical_host, route_for};
 use crate::stream::{LineMasked, is_line_stream};
 use crate::upstream::{self, Body, Pool, Sender};
 
@@ -96,21 +103,109 @@ pub struct HttpAdapter {
 
 #[derive(Debug)]
 struct Inner {
-    target: HttpTarget,
+    /// The first route's target (see [`HttpAdapter::target`]).
+    first: HttpTarget,
+    /// Never empty.
+    routes: Vec<Route>,
     opts: HttpOptions,
 }
 
 impl HttpAdapter {
-    /// An adapter serving `target`.
+    /// An adapter serving `target` (whatever `Host` the requests name).
     pub fn new(target: HttpTarget, opts: HttpOptions) -> Self {
         HttpAdapter {
-            inner: Arc::new(Inner { target, opts }),
+            inner: Arc::new(Inner {
+                first: target.clone(),
+                routes: vec![Route::new(0, Vec::new(), target)],
+                opts,
+            }),
         }
     }
 
-    /// The target.
+    /// An adapter serving several targets behind one listener, each request going to
+    /// the target one of whose host names is the request's `Host` (`:authority` in
+    /// HTTP/2; compared without port, case and trailing dot). A request for another host
+    /// gets `404` and reaches no target.
+    ///
+    /// A client connection is one session on one resource: once a request was
+    /// authorized for a host's target, a request for another target on the same
+    /// connection gets `421 Misdirected Request` (clients retry it on a new connection).
+    ///
+    /// Fails when no target is given, a target has no host name, or a host name is
+    /// given twice.
+    ///
+    /// ```no_run
+    /// # use hoop_core::Resource;
+    /// # use hoop_core::sequence::UpstreamSecurity;
+    /// # use hoop_core::tls::UpstreamTls;
+    /// # use hoop_http::{HttpAdapter, HttpOptions, HttpTarget};
+    /// # fn f(tls: UpstreamTls) -> Result<(), Box<dyn std::error::Error>> {
+    /// let grafana = HttpTarget::new(
+    ///     Resource::new("grafana", "http"),
+    ///     "10.0.0.7:3000".parse()?,
+    ///     UpstreamSecurity::Tls { tls: tls.clone(), server_name: "grafana.internal".into() },
+    /// );
+    /// let wiki = HttpTarget::new(
+    ///     Resource::new("wiki", "http"),
+    ///     "10.0.0.8:443".parse()?,
+    ///     UpstreamSecurity::Tls { tls, server_name: "wiki.internal".into() },
+    /// );
+    /// let adapter = HttpAdapter::by_host(
+    ///     [
+    ///         (vec!["grafana.gw.example.com"], grafana),
+    ///         (vec!["wiki.gw.example.com", "docs.gw.example.com"], wiki),
+    ///     ],
+    ///     HttpOptions::default(),
+    /// )?;
+    /// # let _ = adapter; Ok(()) }
+    /// ```
+    pub fn by_host<R, H, S>(routes: R, opts: HttpOptions) -> Result<Self, HttpError>
+    where
+        R: IntoIterator<Item = (H, HttpTarget)>,
+        H: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut built: Vec<Route> = Vec::new();
+        for (index, (hosts, target)) in routes.into_iter().enumerate() {
+            let hosts: Vec<String> = hosts
+                .into_iter()
+                .map(|h| canonical_host(h.as_ref()))
+                .collect();
+            if hosts.is_empty() || hosts.iter().any(String::is_empty) {
+                return Err(HttpError::Config(format!(
+                    "target {:?} needs at least one (non-empty) host name",
+                    target.resource.name
+                )));
+            }
+            for h in &hosts {
+                if built.iter().any(|r| r.hosts.contains(h))
+                    || hosts.iter().filter(|x| *x == h).count() > 1
+                {
+                    return Err(HttpError::Config(format!("host name {h:?} given twice")));
+                }
+            }
+            built.push(Route::new(index, hosts, target));
+        }
+        let Some(first) = built.first().map(|r| r.target.clone()) else {
+            return Err(HttpError::Config(String::from("no target")));
+        };
+        Ok(HttpAdapter {
+            inner: Arc::new(Inner {
+                first,
+                routes: built,
+                opts,
+            }),
+        })
+    }
+
+    /// The target (with [`HttpAdapter::by_host`], the first one).
     pub fn target(&self) -> &HttpTarget {
-        &self.inner.target
+        &self.inner.first
+    }
+
+    /// Every target, in the order given.
+    pub fn targets(&self) -> impl Iterator<Item = &HttpTarget> {
+        self.inner.routes.iter().map(|r| &r.target)
     }
 }
 
@@ -135,6 +230,10 @@ struct Established {
     subject: String,
     groups: Vec<String>,
     expires_at: Option<SystemTime>,
+    /// The route the session is authorized on (the only one its requests may use).
+    route: usize,
+    /// The session's connections to that route's target.
+    pool: Arc<Pool>,
 }
 
 struct Session {
@@ -144,7 +243,6 @@ struct Session {
     cert: Option<CertificateDer<'static>>,
     state: tokio::sync::Mutex<Option<Established>>,
     tasks: TaskTracker,
-    pool: Arc<Pool>,
 }
 
 async fn serve_session(
@@ -161,7 +259,6 @@ async fn serve_session(
     let info = ClientTlsInfo::of(&stream);
     let h2 = info.alpn.as_deref() == Some(b"h2");
     let session = Arc::new(Session {
-        pool: Arc::new(Pool::new(inner.opts.max_upstream_conns)),
         inner: inner.clone(),
         ctx: ctx.clone(),
         peer: conn.peer,
@@ -185,6 +282,7 @@ async fn serve_session(
     let result = if h2 {
         let conn = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
+            .enable_connect_protocol()
             .max_header_list_size(u32::try_from(inner.opts.max_header_bytes).unwrap_or(u32::MAX))
             .serve_connection(io, svc);
         let mut conn = pin!(conn);
@@ -305,7 +403,12 @@ fn bad_gateway(reason: &str) -> Response<Body> {
 impl Session {
     /// The session's proof token, authenticating / authorizing as needed (see the module
     /// documentation for the rules).
-    async fn authorized(&self, headers: &HeaderMap) -> Result<Arc<Authorized>, Response<Body>> {
+    async fn authorized(
+        &self,
+        headers: &HeaderMap,
+        route: &Route,
+        route_index: usize,
+    ) -> Result<(Arc<Authorized>, Arc<Pool>), Response<Body>> {
         let mut state = self.state.lock().await;
         let token = if self.cert.is_some() {
             None
@@ -313,8 +416,17 @@ impl Session {
             headers::bearer(headers)
         };
         if let Some(est) = state.as_mut() {
+            if est.route != route_index {
+                return Err(error_response(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "misdirected_request",
+                    "this connection serves another host: open a new connection",
+                    None,
+                ));
+            }
+            let bound = (est.auth.clone(), est.pool.clone());
             if self.cert.is_some() {
-                return Ok(est.auth.clone());
+                return Ok(bound);
             }
             let Some(token) = token else {
                 return Err(unauthorized("a bearer token is required on every request"));
@@ -322,7 +434,7 @@ impl Session {
             let hash = token_hash(token);
             let live = est.expires_at.is_none_or(|t| SystemTime::now() < t);
             if est.token_hash == Some(hash) && live {
-                return Ok(est.auth.clone());
+                return Ok(bound);
             }
             let authn = self
                 .ctx
@@ -337,7 +449,7 @@ impl Session {
             }
             est.token_hash = Some(hash);
             est.expires_at = id.expires_at;
-            return Ok(est.auth.clone());
+            return Ok(bound);
         }
         let authn = match (&self.cert, token) {
             (Some(cert), _) => self
@@ -356,18 +468,24 @@ impl Session {
         let (subject, groups, expires_at) = (id.subject.clone(), id.groups.clone(), id.expires_at);
         let auth = self
             .ctx
-            .authorize(authn, self.inner.target.resource.clone(), "http")
+            .authorize(authn, route.target.resource.clone(), "http")
             .await
             .map_err(|e| forbidden(&e.to_string(), None))?;
         let auth = Arc::new(auth);
+        let pool = Arc::new(Pool::new(
+            self.inner.opts.max_upstream_conns,
+            route.key.clone(),
+        ));
         *state = Some(Established {
             auth: auth.clone(),
             token_hash: token.map(token_hash),
             subject,
             groups,
             expires_at,
+            route: route_index,
+            pool: pool.clone(),
         });
-        Ok(auth)
+        Ok((auth, pool))
     }
 
     async fn handle(self: Arc<Self>, mut req: Request<Incoming>) -> Response<Body> {
@@ -377,6 +495,24 @@ impl Session {
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 "conflicting Content-Length / Transfer-Encoding",
+                None,
+            );
+        }
+        // RFC 8441: a WebSocket over an HTTP/2 stream (extended CONNECT) is relayed as an
+        // HTTP/1.1 upgrade toward the target. Any other CONNECT would open a tunnel past
+        // the per-request policy: refused.
+        let ws_over_h2 = req.method() == Method::CONNECT;
+        if ws_over_h2
+            && !(req.version() == Version::HTTP_2
+                && req
+                    .extensions()
+                    .get::<hyper::ext::Protocol>()
+                    .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket")))
+        {
+            return error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "CONNECT tunnels are not relayed (only WebSocket over HTTP/2)",
                 None,
             );
         }
@@ -391,8 +527,9 @@ impl Session {
                 );
             }
         };
-        let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
-        if upgrade && !headers::upgrade_allowed(req.headers()) {
+        let h1_upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
+        let upgrade = h1_upgrade || ws_over_h2;
+        if h1_upgrade && !headers::upgrade_allowed(req.headers()) {
             return error_response(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
@@ -400,18 +537,30 @@ impl Session {
                 None,
             );
         }
+        let inner = self.inner.clone();
+        let found = route_for(&inner.routes, &req)
+            .ok()
+            .and_then(|i| Some((i, inner.routes.get(i)?)));
+        let Some((route_index, route)) = found else {
+            return error_response(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no resource is served at this host name",
+                None,
+            );
+        };
         let query = req.uri().query().map(str::to_owned);
-        let auth = match self.authorized(req.headers()).await {
+        let (auth, pool) = match self.authorized(req.headers(), route, route_index).await {
             Ok(a) => a,
             Err(resp) => return resp,
         };
-        let method = req.method().clone();
-        let cmd = command(
-            &self.inner.target.resource,
-            &method,
-            &path,
-            query.as_deref(),
-        );
+        // The policy sees a WebSocket over HTTP/2 as the `GET` an HTTP/1.1 client sends.
+        let method = if ws_over_h2 {
+            Method::GET
+        } else {
+            req.method().clone()
+        };
+        let cmd = command(&route.target.resource, &method, &path, query.as_deref());
         let watch = cmd.verb == "watch";
         match auth.check(cmd).await {
             Ok(Checked::Allowed) => {}
@@ -433,14 +582,22 @@ impl Session {
         let bytes_in = Arc::new(AtomicU64::new(0));
         if let Err(e) = headers::prepare_request(
             &mut parts.headers,
-            &self.inner.target,
+            &route.target,
             self.peer,
-            upgrade,
+            h1_upgrade,
             masking,
         ) {
             warn!(error = %e, "request headers could not be prepared");
             return bad_gateway(&e);
         }
+        let ws_accept = if ws_over_h2 {
+            match websocket_upgrade_headers(&mut parts.headers) {
+                Ok(accept) => Some(accept),
+                Err(e) => return bad_gateway(&e),
+            }
+        } else {
+            None
+        };
         let path_and_query = match &query {
             Some(q) => format!("{path}?{q}"),
             None => path.clone(),
@@ -451,9 +608,12 @@ impl Session {
             path_and_query,
             body: {
                 let counter = bytes_in.clone();
-                body.map_frame(move |f| {
+                let credential = route.credential_header.clone();
+                body.map_frame(move |mut f| {
                     if let Some(d) = f.data_ref() {
                         counter.fetch_add(d.len() as u64, Ordering::Relaxed);
+                    } else if let Some(t) = f.trailers_mut() {
+                        headers::clean_request_trailers(t, credential.as_ref());
                     }
                     f
                 })
@@ -462,8 +622,11 @@ impl Session {
             },
         };
         let result = match client_upgrade {
-            Some(on_client) => self.forward_upgrade(&auth, outgoing, on_client).await,
-            None => self.forward(&auth, outgoing).await,
+            Some(on_client) => {
+                self.forward_upgrade(&auth, route, outgoing, on_client, ws_accept)
+                    .await
+            }
+            None => self.forward(&auth, route, &pool, outgoing).await,
         };
         match result {
             Ok((resp, give_back)) => {
@@ -474,7 +637,8 @@ impl Session {
                     path,
                     watch,
                 };
-                self.finish_response(auth, resp, give_back, req).await
+                self.finish_response(auth, route, &pool, resp, give_back, req)
+                    .await
             }
             Err(e) => {
                 let msg = e.to_string();
@@ -503,11 +667,11 @@ impl Session {
 
     fn build_request(
         &self,
+        target: &HttpTarget,
         sender: &Sender,
         out: OutgoingParts,
     ) -> Result<Request<Body>, HttpError> {
         let mut builder = Request::builder().method(out.method);
-        let target = &self.inner.target;
         let mut headers = out.headers;
         if sender.is_h2() {
             let scheme = match target.security {
@@ -534,34 +698,42 @@ impl Session {
     async fn forward(
         &self,
         auth: &Authorized,
+        route: &Route,
+        pool: &Pool,
         out: OutgoingParts,
     ) -> Result<(Response<Incoming>, Option<Sender>), HttpError> {
         let mut sender = tokio::time::timeout(
             self.inner.opts.upstream_timeout,
-            self.pool.get(auth, &self.inner.target),
+            pool.get(auth, &route.target, &route.key),
         )
         .await
         .map_err(|_| HttpError::Timeout("a free upstream connection"))??;
-        let req = self.build_request(&sender, out)?;
+        let req = self.build_request(&route.target, &sender, out)?;
         let resp = tokio::time::timeout(self.inner.opts.upstream_timeout, sender.send(req))
             .await
             .map_err(|_| HttpError::Timeout("upstream response"))??;
         Ok(match sender {
             Sender::H2(_) => {
-                self.pool.put(sender);
+                pool.put(sender);
                 (resp, None)
             }
             Sender::H1(..) => (resp, Some(sender)),
         })
     }
 
+    /// Sends an upgrade request on a new HTTP/1.1-only target connection (never pooled);
+    /// on `101` both sides are relayed. `ws_accept` is set for a WebSocket over HTTP/2
+    /// (RFC 8441): the `Sec-WebSocket-Accept` the target must answer with, and the client
+    /// gets `200` instead of `101`.
     async fn forward_upgrade(
         &self,
         auth: &Arc<Authorized>,
+        route: &Route,
         out: OutgoingParts,
         on_client: hyper::upgrade::OnUpgrade,
+        ws_accept: Option<HeaderValue>,
     ) -> Result<(Response<Incoming>, Option<Sender>), HttpError> {
-        let mut sender = upstream::connect(auth, &self.inner.target).await?;
+        let mut sender = upstream::connect(auth, &route.target, &route.upgrade_security).await?;
         if sender.is_h2() {
             return Err(HttpError::Upstream(String::from(
                 "the target chose HTTP/2, which cannot upgrade: offer only http/1.1 by ALPN",
@@ -573,17 +745,32 @@ impl Session {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let req = self.build_request(&sender, out)?;
+        let req = self.build_request(&route.target, &sender, out)?;
         let mut resp = tokio::time::timeout(self.inner.opts.upstream_timeout, sender.send(req))
             .await
             .map_err(|_| HttpError::Timeout("upstream response"))??;
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             return Ok((resp, None));
         }
+        let detail = match &ws_accept {
+            Some(expected) => {
+                if resp.headers().get(header::SEC_WEBSOCKET_ACCEPT) != Some(expected) {
+                    return Err(HttpError::Upstream(String::from(
+                        "the target's WebSocket handshake answer does not match its key",
+                    )));
+                }
+                // RFC 8441 §5: the client's stream is the tunnel once it got a 2xx.
+                *resp.status_mut() = StatusCode::OK;
+                resp.headers_mut().remove(header::SEC_WEBSOCKET_ACCEPT);
+                resp.extensions_mut().insert(Tunnel);
+                serde_json::json!({ "protocol": protocol, "client": "h2" })
+            }
+            None => serde_json::json!({ "protocol": protocol }),
+        };
         let on_upstream = hyper::upgrade::on(&mut resp);
         auth.record(Event::Note {
             kind: String::from("upgrade_open"),
-            detail: serde_json::json!({ "protocol": protocol }),
+            detail,
         })
         .map_err(|e| HttpError::Core(e.into()))?;
         let auth = auth.clone();
@@ -623,6 +810,8 @@ impl Session {
     async fn finish_response(
         &self,
         auth: Arc<Authorized>,
+        route: &Route,
+        pool: &Arc<Pool>,
         resp: Response<Incoming>,
         give_back: Option<Sender>,
         req: ForwardedRequest,
@@ -635,6 +824,7 @@ impl Session {
             watch,
         } = req;
         let (mut parts, body) = resp.into_parts();
+        let tunnel = parts.extensions.remove::<Tunnel>().is_some();
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
         headers::prepare_response(&mut parts.headers, switching);
         let mut outcome = Outcome {
@@ -646,9 +836,10 @@ impl Session {
             masked: 0,
             masked_live: None,
             bytes_in,
-            give_back: give_back.map(|s| (self.pool.clone(), s)),
+            give_back: give_back.map(|s| (pool.clone(), s)),
         };
-        if switching {
+        if switching || tunnel {
+            parts.headers.remove(header::CONTENT_LENGTH);
             outcome.record(0, true);
             return Response::from_parts(parts, empty());
         }
@@ -658,7 +849,10 @@ impl Session {
         let body = if no_body {
             body.map_err(BoxError::from).boxed_unsync()
         } else {
-            match self.mask(&auth, &mut parts.headers, body, watch).await {
+            match self
+                .mask(&auth, &route.target, &mut parts.headers, body, watch)
+                .await
+            {
                 Ok((b, Masked::Count(n))) => {
                     outcome.masked = n;
                     b
@@ -688,6 +882,7 @@ impl Session {
     async fn mask(
         &self,
         auth: &Authorized,
+        target: &HttpTarget,
         headers: &mut HeaderMap,
         mut body: Incoming,
         watch: bool,
@@ -699,7 +894,6 @@ impl Session {
                 Masked::Count(0),
             ));
         }
-        let target = &self.inner.target;
         let limit = target.max_body;
         let coding = Coding::of(headers);
         if let Some(json) = is_line_stream(headers, watch) {
@@ -730,33 +924,48 @@ impl Session {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let mut buf = BytesMut::new();
+        let mut trailers: Option<HeaderMap> = None;
         let over = announced.is_some_and(|n| n > limit as u64);
         if !over {
             while let Some(frame) = body.frame().await {
-                let frame = frame?;
-                if let Ok(data) = frame.into_data() {
-                    if buf.len() + data.len() > limit {
+                match frame?.into_data() {
+                    Ok(data) => {
+                        if buf.len() + data.len() > limit {
+                            buf.extend_from_slice(&data);
+                            return self.over_limit(auth, target, buf.freeze(), body);
+                        }
                         buf.extend_from_slice(&data);
-                        return self.over_limit(auth, buf.freeze(), body, limit);
                     }
-                    buf.extend_from_slice(&data);
+                    Err(frame) => {
+                        if let Ok(t) = frame.into_trailers() {
+                            trailers.get_or_insert_with(HeaderMap::new).extend(t);
+                        }
+                    }
                 }
             }
         } else {
-            return self.over_limit(auth, buf.freeze(), body, limit);
+            return self.over_limit(auth, target, buf.freeze(), body);
         }
         let raw = buf.freeze();
         let decoded = decode(&raw, coding, limit).map_err(HttpError::Body)?;
-        match mask_body(masker.as_ref(), kind, &decoded).map_err(HttpError::Body)? {
-            None => {
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(raw.len()));
-                Ok((full(raw), Masked::Count(0)))
-            }
+        let (out, n) = match mask_body(masker.as_ref(), kind, &decoded).map_err(HttpError::Body)? {
+            None => (raw, 0),
             Some((masked, n)) => {
                 headers.remove(header::CONTENT_ENCODING);
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(masked.len()));
                 headers.remove(header::ETAG);
-                Ok((full(masked), Masked::Count(n)))
+                (masked, n)
+            }
+        };
+        match trailers {
+            None => {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+                Ok((full(out), Masked::Count(n)))
+            }
+            // Trailers need a body of unannounced length (chunked toward an HTTP/1.1
+            // client, which only gets them when it asked with `TE: trailers`).
+            Some(t) => {
+                headers.remove(header::CONTENT_LENGTH);
+                Ok((with_trailers(out, t), Masked::Count(n)))
             }
         }
     }
@@ -764,11 +973,12 @@ impl Session {
     fn over_limit(
         &self,
         auth: &Authorized,
+        target: &HttpTarget,
         prefix: Bytes,
         rest: Incoming,
-        limit: usize,
     ) -> Result<(Body, Masked), HttpError> {
-        if !self.inner.target.passthrough_over_limit {
+        let limit = target.max_body;
+        if !target.passthrough_over_limit {
             return Err(HttpError::Body(format!(
                 "the response body is larger than the masking limit of {limit} bytes"
             )));
@@ -801,6 +1011,53 @@ struct ForwardedRequest {
 enum Masked {
     Count(u64),
     Live(Arc<AtomicU64>),
+}
+
+/// A body of `data` followed by `trailers`, of unannounced length.
+fn with_trailers(data: Bytes, trailers: HeaderMap) -> Body {
+    let frames = [
+        Ok::<_, BoxError>(Frame::data(data)),
+        Ok(Frame::trailers(trailers)),
+    ];
+    StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()
+}
+
+/// Marks a target's `101` turned into the `200` that opens an RFC 8441 tunnel.
+#[derive(Clone, Copy, Debug)]
+struct Tunnel;
+
+/// Turns the headers of a WebSocket over HTTP/2 request into those of the HTTP/1.1
+/// upgrade sent to the target (`Upgrade`, `Connection`, a fresh `Sec-WebSocket-Key`; the
+/// client's version, subprotocols and extensions go as they are). Returns the
+/// `Sec-WebSocket-Accept` the target must answer with.
+fn websocket_upgrade_headers(headers: &mut HeaderMap) -> Result<HeaderValue, String> {
+    use base64::Engine;
+    let mut nonce = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| String::from("no random source"))?;
+    let key = base64::engine::general_purpose::STANDARD.encode(nonce);
+    let accept = websocket_accept(key.as_bytes());
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(
+        header::SEC_WEBSOCKET_KEY,
+        HeaderValue::from_str(&key).map_err(|e| e.to_string())?,
+    );
+    if !headers.contains_key(header::SEC_WEBSOCKET_VERSION) {
+        headers.insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+    }
+    HeaderValue::from_str(&accept).map_err(|e| e.to_string())
+}
+
+/// `Sec-WebSocket-Accept` for `key` (RFC 6455 §4.2.2).
+fn websocket_accept(key: &[u8]) -> String {
+    use base64::Engine;
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(key);
+    ctx.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(ctx.finish())
 }
 
 /// A request on its way to the target, before its URI form is chosen.

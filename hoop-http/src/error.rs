@@ -4,6 +4,9 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HttpError {
+    /// The adapter's configuration is unusable (see [`crate::HttpAdapter::by_host`]).
+    #[error("configuration: {0}")]
+    Config(String),
     /// The listener has no TLS: bearer tokens would travel in clear.
     #[error("the HTTP adapter requires a TLS listener")]
     NoTls,

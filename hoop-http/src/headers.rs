@@ -9,15 +9,15 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use crate::config::{HttpTarget, UpstreamCredential};
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1, plus the
-/// non-standard `Proxy-Connection` and `Keep-Alive`).
-const HOP_BY_HOP: [&str; 9] = [
+/// non-standard `Proxy-Connection` and `Keep-Alive`). `Trailer` is end to end (it
+/// announces the trailer fields, and an HTTP/1.1 peer needs it to send them): kept.
+const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-connection",
     "proxy-authenticate",
     "proxy-authorization",
     "te",
-    "trailer",
     "transfer-encoding",
     "upgrade",
 ];
@@ -189,6 +189,32 @@ pub fn prepare_request(
     Ok(())
 }
 
+/// Removes from a request's trailers the fields the gateway controls in its headers
+/// (client credentials, cookies, forwarding information, hop-by-hop fields, and the
+/// header carrying the injected credential), so that a trailer cannot stand in for them.
+pub fn clean_request_trailers(trailers: &mut HeaderMap, credential: Option<&HeaderName>) {
+    for n in [
+        header::AUTHORIZATION,
+        header::PROXY_AUTHORIZATION,
+        header::COOKIE,
+        header::HOST,
+        header::FORWARDED,
+    ] {
+        trailers.remove(n);
+    }
+    for n in HOP_BY_HOP.iter().chain(&[
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-real-ip",
+    ]) {
+        trailers.remove(*n);
+    }
+    if let Some(name) = credential {
+        trailers.remove(name);
+    }
+}
+
 /// The header carrying `cred`, read from its secret source now.
 fn credential_header(cred: &UpstreamCredential) -> Result<(HeaderName, HeaderValue), String> {
     let (name, text) = match cred {
@@ -309,6 +335,24 @@ mod tests {
             prepare_request(&mut h, &t, "10.0.0.1:1".parse().unwrap(), false, false).unwrap_err();
         assert!(err.contains("HOOP_HTTP_TEST_UNSET_VARIABLE"));
         assert!(!format!("{:?}", Secret::Value("zq987".into())).contains("zq987"));
+    }
+
+    #[test]
+    fn request_trailers_cannot_carry_credentials() {
+        let mut t = HeaderMap::new();
+        for (n, v) in [
+            ("authorization", "Bearer client"),
+            ("cookie", "session=abc"),
+            ("x-api-key", "forged"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("connection", "close"),
+            ("x-checksum", "abc"),
+        ] {
+            t.insert(HeaderName::from_static(n), HeaderValue::from_static(v));
+        }
+        clean_request_trailers(&mut t, Some(&HeaderName::from_static("x-api-key")));
+        assert_eq!(t.len(), 1, "{t:?}");
+        assert_eq!(t["x-checksum"], "abc");
     }
 
     #[test]

@@ -22,7 +22,17 @@
 //!   ([`hoop_core::sequence::Authorized::connect_upstream`]) and pooled per session, never
 //!   across sessions: a refusal is recorded in the session that caused it and a pooled
 //!   connection can only be reused with the one target and security setting it was opened
-//!   with. HTTP/2 toward the target when its TLS agrees on `h2`.
+//!   with. HTTP/2 toward the target when its TLS agrees on `h2`; upgrades (WebSocket,
+//!   SPDY) go on their own connection offering only `http/1.1`.
+//! - **Trailers** are forwarded, masked bodies included (an HTTP/1.1 client gets them
+//!   when it sent `TE: trailers`); request trailers lose the fields the gateway controls
+//!   in headers (credentials, cookies, forwarding information).
+//! - **WebSocket over HTTP/2** (RFC 8441 extended `CONNECT`) is decided and recorded like
+//!   its HTTP/1.1 upgrade and relayed to the target as one; other `CONNECT`s get 405.
+//! - **Several targets behind one listener** with [`HttpAdapter::by_host`]: the request's
+//!   `Host` (`:authority`) chooses the target (exact names); an unknown host gets 404
+//!   without any target contacted; a connection stays on the target of its first
+//!   authorized request (another host on it gets 421, clients retry on a new connection).
 //! - **Policy text** is `METHOD /normalised/path[?query]`: the query is part of it so a
 //!   grant after a review covers exactly the reviewed request.
 //! - **Kubernetes**: reading `secrets` and the `exec` / `attach` / `portforward` / `proxy` /
@@ -50,6 +60,7 @@ mod idle;
 pub mod kube;
 pub mod normalize;
 mod response;
+mod route;
 mod scan;
 pub mod stream;
 mod upstream;

@@ -161,7 +161,8 @@ impl hyper::body::Body for Recorded {
                 if let Some(d) = f.data_ref() {
                     self.bytes += d.len() as u64;
                 }
-                if self.inner.is_end_stream() {
+                // Trailers end a body, whether or not it says so.
+                if f.is_trailers() || self.inner.is_end_stream() {
                     self.finish(true);
                 }
             }

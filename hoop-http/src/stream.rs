@@ -1,6 +1,7 @@
 //! Line-by-line masking of streamed responses (Kubernetes watches, NDJSON, server-sent
 //! events), which cannot be buffered whole: each complete line is masked as it arrives,
-//! a line longer than the limit ends the stream with an error (fail closed).
+//! a line longer than the limit ends the stream with an error (fail closed). The target's
+//! trailers follow the last line.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub struct LineMasked {
     limit: usize,
     pending: BytesMut,
     masked: Arc<AtomicU64>,
+    /// The target's trailers, sent once the last line went out.
+    trailers: Option<HeaderMap>,
     done: bool,
 }
 
@@ -62,6 +65,7 @@ impl LineMasked {
             limit,
             pending: BytesMut::new(),
             masked,
+            trailers: None,
             done: false,
         }
     }
@@ -123,6 +127,10 @@ impl hyper::body::Body for LineMasked {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         loop {
+            if let Some(t) = self.trailers.take() {
+                self.done = true;
+                return Poll::Ready(Some(Ok(Frame::trailers(t))));
+            }
             if self.done {
                 return Poll::Ready(None);
             }
@@ -133,8 +141,25 @@ impl hyper::body::Body for LineMasked {
                     return Poll::Ready(Some(Err(e.into())));
                 }
                 Poll::Ready(Some(Ok(frame))) => {
-                    let Ok(data) = frame.into_data() else {
-                        continue; // trailers are not forwarded
+                    let data = match frame.into_data() {
+                        Ok(data) => data,
+                        Err(frame) => {
+                            // Trailers end the body: the last (unterminated) line goes
+                            // first, then the trailers, as received.
+                            let Ok(t) = frame.into_trailers() else {
+                                continue;
+                            };
+                            self.trailers = Some(t);
+                            match self.drain(true) {
+                                Ok(out) if out.is_empty() => continue,
+                                Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
+                                Err(e) => {
+                                    self.trailers = None;
+                                    self.done = true;
+                                    return Poll::Ready(Some(Err(e)));
+                                }
+                            }
+                        }
                     };
                     self.pending.extend_from_slice(&data);
                     match self.drain(false) {
@@ -159,7 +184,7 @@ impl hyper::body::Body for LineMasked {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done
+        self.done && self.trailers.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -12,11 +12,12 @@
 //! connections to its one target opened with its one security setting, so a pooled
 //! connection is always reused with the settings it was opened with.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use hoop_core::io::MaybeTls;
-use hoop_core::sequence::Authorized;
+use hoop_core::sequence::{Authorized, UpstreamSecurity};
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
@@ -58,8 +59,52 @@ impl Sender {
     }
 }
 
-/// The connections of one session.
+/// What a connection was opened with: the route (one target, one credential), the
+/// address, the name verified and the TLS settings (roots, pins, versions, client
+/// certificate and ALPN, by the identity of their configuration). A pool only hands out
+/// connections of its own key.
+#[derive(Clone, Debug)]
+pub(crate) struct PoolKey {
+    route: usize,
+    addr: SocketAddr,
+    server_name: Option<String>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl PoolKey {
+    /// The key of connections to `target`, the adapter's route number `route`.
+    pub(crate) fn of(route: usize, target: &HttpTarget) -> PoolKey {
+        let (server_name, tls) = match &target.security {
+            UpstreamSecurity::Tls { tls, server_name } => {
+                (Some(server_name.clone()), Some(tls.rustls_config()))
+            }
+            UpstreamSecurity::PlaintextOptIn => (None, None),
+        };
+        PoolKey {
+            route,
+            addr: target.addr,
+            server_name,
+            tls,
+        }
+    }
+}
+
+impl PartialEq for PoolKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.route == other.route
+            && self.addr == other.addr
+            && self.server_name == other.server_name
+            && match (&self.tls, &other.tls) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+    }
+}
+
+/// The connections of one session to one target.
 pub(crate) struct Pool {
+    key: PoolKey,
     h2: Mutex<Option<http2::SendRequest<Body>>>,
     idle_h1: Mutex<Vec<(http1::SendRequest<Body>, Option<OwnedSemaphorePermit>)>>,
     max_idle: usize,
@@ -68,9 +113,10 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub(crate) fn new(max_conns: usize) -> Self {
+    pub(crate) fn new(max_conns: usize, key: PoolKey) -> Self {
         let max_conns = max_conns.max(1);
         Pool {
+            key,
             h2: Mutex::new(None),
             idle_h1: Mutex::new(Vec::new()),
             max_idle: max_conns,
@@ -80,18 +126,25 @@ impl Pool {
     }
 
     /// A pooled connection, or a new one when fewer than `max_conns` are open, or the
-    /// first one given back.
+    /// first one given back. `key` must be the pool's own (that of `target`): a pool never
+    /// serves another target or security setting.
     pub(crate) async fn get(
         &self,
         auth: &Authorized,
         target: &HttpTarget,
+        key: &PoolKey,
     ) -> Result<Sender, HttpError> {
+        if *key != self.key {
+            return Err(HttpError::Upstream(String::from(
+                "connection pool of another target or security setting",
+            )));
+        }
         loop {
             if let Some(s) = self.take() {
                 return Ok(s);
             }
             if let Ok(permit) = self.conns.clone().try_acquire_owned() {
-                let mut s = connect(auth, target).await?;
+                let mut s = connect(auth, target, &target.security).await?;
                 if let Sender::H1(_, p) = &mut s {
                     *p = Some(permit);
                 }
@@ -143,10 +196,15 @@ impl Pool {
     }
 }
 
-/// Opens a new connection to the target through the proof token; HTTP/2 when the TLS
+/// Opens a new connection to the target through the proof token, secured by `security`
+/// (the target's own, or its HTTP/1.1-only variant for upgrades); HTTP/2 when the TLS
 /// session agreed on `h2` by ALPN, HTTP/1.1 otherwise (with upgrades enabled).
-pub(crate) async fn connect(auth: &Authorized, target: &HttpTarget) -> Result<Sender, HttpError> {
-    let stream = auth.connect_upstream(target.addr, &target.security).await?;
+pub(crate) async fn connect(
+    auth: &Authorized,
+    target: &HttpTarget,
+    security: &UpstreamSecurity,
+) -> Result<Sender, HttpError> {
+    let stream = auth.connect_upstream(target.addr, security).await?;
     let h2 = match &stream {
         MaybeTls::Tls { inner } => inner.get_ref().1.alpn_protocol() == Some(b"h2"),
         MaybeTls::Plain { .. } => false,
@@ -168,5 +226,98 @@ pub(crate) async fn connect(auth: &Authorized, target: &HttpTarget) -> Result<Se
             }
         });
         Ok(Sender::H1(sender, None))
+    }
+}
+
+/// `security` offering only `http/1.1` by ALPN when it offers `h2`: an upgrade needs an
+/// HTTP/1.1 connection, which a target offered both would not choose. The verification
+/// (roots, pins, name, client certificate) is the same.
+pub(crate) fn http1_only(security: &UpstreamSecurity) -> UpstreamSecurity {
+    match security {
+        UpstreamSecurity::Tls { tls, server_name } if tls.alpn().iter().any(|p| p == b"h2") => {
+            UpstreamSecurity::Tls {
+                tls: tls.with_alpn(vec![b"http/1.1".to_vec()]),
+                server_name: server_name.clone(),
+            }
+        }
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hoop_core::Resource;
+    use hoop_core::tls::{UpstreamRoots, UpstreamTls, UpstreamTlsConfig};
+
+    fn tls(ca: &hoop_testkit::TestCa, alpn: &[&[u8]]) -> UpstreamTls {
+        UpstreamTls::new(UpstreamTlsConfig {
+            roots: UpstreamRoots::CaPem(ca.cert_pem().as_bytes().to_vec()),
+            alpn: alpn.iter().map(|p| p.to_vec()).collect(),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn target(tls: &UpstreamTls, name: &str, port: u16) -> HttpTarget {
+        HttpTarget::new(
+            Resource::new("api", "http"),
+            ([127, 0, 0, 1], port).into(),
+            UpstreamSecurity::Tls {
+                tls: tls.clone(),
+                server_name: name.into(),
+            },
+        )
+    }
+
+    #[test]
+    fn pool_keys_differ_with_any_security_setting() {
+        let ca = hoop_testkit::TestCa::new("pool-key");
+        let a = tls(&ca, &[b"h2", b"http/1.1"]);
+        let key = PoolKey::of(0, &target(&a, "api.internal", 443));
+        // The same target and connector: the same key.
+        assert_eq!(
+            key,
+            PoolKey::of(0, &target(&a.clone(), "api.internal", 443))
+        );
+        // Another name verified, address, route (credential) or connector: another key,
+        // even a connector built from equal settings.
+        assert_ne!(key, PoolKey::of(0, &target(&a, "other.internal", 443)));
+        assert_ne!(key, PoolKey::of(0, &target(&a, "api.internal", 444)));
+        assert_ne!(key, PoolKey::of(1, &target(&a, "api.internal", 443)));
+        let b = tls(&ca, &[b"h2", b"http/1.1"]);
+        assert_ne!(key, PoolKey::of(0, &target(&b, "api.internal", 443)));
+        let h1 = http1_only(&target(&a, "api.internal", 443).security);
+        let mut t = target(&a, "api.internal", 443);
+        t.security = h1;
+        assert_ne!(key, PoolKey::of(0, &t));
+        let mut plain = target(&a, "api.internal", 443);
+        plain.security = UpstreamSecurity::PlaintextOptIn;
+        assert_ne!(key, PoolKey::of(0, &plain));
+        assert_eq!(PoolKey::of(0, &plain), PoolKey::of(0, &plain.clone()));
+    }
+
+    #[test]
+    fn upgrades_offer_only_http1() {
+        let ca = hoop_testkit::TestCa::new("alpn");
+        let both = tls(&ca, &[b"h2", b"http/1.1"]);
+        let sec = http1_only(&target(&both, "x", 1).security);
+        let UpstreamSecurity::Tls {
+            tls: derived,
+            server_name,
+        } = sec
+        else {
+            panic!("not TLS")
+        };
+        assert_eq!(derived.alpn(), [b"http/1.1".to_vec()]);
+        assert_eq!(server_name, "x");
+        assert_eq!(both.alpn().len(), 2);
+        // Already HTTP/1.1 only: the same connector.
+        let one = tls(&ca, &[b"http/1.1"]);
+        let UpstreamSecurity::Tls { tls: same, .. } = http1_only(&target(&one, "x", 1).security)
+        else {
+            panic!("not TLS")
+        };
+        assert!(Arc::ptr_eq(&same.rustls_config(), &one.rustls_config()));
     }
 }

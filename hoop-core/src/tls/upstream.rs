@@ -134,6 +134,23 @@ impl UpstreamTls {
         Self::new(UpstreamTlsConfig::default())
     }
 
+    /// The same connector (roots, pins, versions, client certificate) offering `alpn`
+    /// instead of its configured ALPN protocols; verification is unchanged. For instance
+    /// an HTTP adapter opens connections that must speak HTTP/1.1 (protocol upgrades)
+    /// with `with_alpn(vec![b"http/1.1".to_vec()])` from a connector offering `h2` too.
+    pub fn with_alpn(&self, alpn: Vec<Vec<u8>>) -> UpstreamTls {
+        let mut cc = (*self.config).clone();
+        cc.alpn_protocols = alpn;
+        UpstreamTls {
+            config: Arc::new(cc),
+        }
+    }
+
+    /// The ALPN protocols this connector offers.
+    pub fn alpn(&self) -> &[Vec<u8>] {
+        &self.config.alpn_protocols
+    }
+
     /// The rustls configuration (for callers that drive rustls themselves).
     pub fn rustls_config(&self) -> Arc<rustls::ClientConfig> {
         self.config.clone()

@@ -156,6 +156,25 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway in front of `upstream_addr` (whose certificates come from `upstream_ca`).
     pub async fn start(upstream_addr: SocketAddr, upstream_ca: PathBuf, setup: Setup) -> Gateway {
+        let target = target(upstream_addr, upstream_ca, "api", &setup);
+        let adapter = HttpAdapter::new(target, setup.options.clone());
+        Self::start_adapter(adapter, setup).await
+    }
+
+    /// A gateway routing by `Host`: each `(host, resource name, upstream address, its CA)`.
+    pub async fn start_hosts(
+        routes: Vec<(&str, &str, SocketAddr, PathBuf)>,
+        setup: Setup,
+    ) -> Gateway {
+        let routes: Vec<(Vec<String>, HttpTarget)> = routes
+            .into_iter()
+            .map(|(host, name, addr, ca)| (vec![host.to_owned()], target(addr, ca, name, &setup)))
+            .collect();
+        let adapter = HttpAdapter::by_host(routes, setup.options.clone()).unwrap();
+        Self::start_adapter(adapter, setup).await
+    }
+
+    async fn start_adapter(adapter: HttpAdapter, setup: Setup) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let ca = TestCa::new("gateway-ca");
         let ca_path = ca.write_cert(dir.path(), "gw-ca.crt");
@@ -168,26 +187,7 @@ impl Gateway {
             ..Default::default()
         })
         .unwrap();
-        let upstream_tls = UpstreamTls::new(UpstreamTlsConfig {
-            roots: UpstreamRoots::CaFile(setup.upstream_ca.clone().unwrap_or(upstream_ca)),
-            alpn: setup.upstream_alpn.clone(),
-            ..Default::default()
-        })
-        .unwrap();
-        let mut target = HttpTarget::new(
-            Resource::new("api", setup.protocol),
-            upstream_addr,
-            UpstreamSecurity::Tls {
-                tls: upstream_tls,
-                server_name: setup.upstream_name.clone(),
-            },
-        )
-        .authority(format!("localhost:{}", upstream_addr.port()))
-        .strip_cookies(["gw_session"])
-        .max_body(setup.max_body)
-        .passthrough_over_limit(setup.passthrough);
-        target.credential = setup.credential.clone();
-        let adapter = Arc::new(HttpAdapter::new(target, setup.options.clone()));
+        let adapter = Arc::new(adapter);
         let tokens = StaticTokenAuthenticator::new([
             StaticToken::new("alice", &hash_token(ALICE))
                 .unwrap()
@@ -327,4 +327,122 @@ impl CurlCtx {
 
 pub fn bearer(token: &str) -> String {
     format!("Authorization: Bearer {token}")
+}
+
+/// A TLS connection to the gateway (trusting its CA) offering `alpn`.
+pub async fn tls_to(
+    gw: &Gateway,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(gw.gw_ca.cert_der()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(hoop_core::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+type ClientBody = http_body_util::Full<bytes::Bytes>;
+
+/// A hyper client connection to the gateway, HTTP/2 or HTTP/1.1 (chosen by ALPN).
+pub enum HyperClient {
+    H1(hyper::client::conn::http1::SendRequest<ClientBody>),
+    H2(hyper::client::conn::http2::SendRequest<ClientBody>),
+}
+
+impl HyperClient {
+    pub async fn connect(gw: &Gateway, h2: bool) -> HyperClient {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        if h2 {
+            let tls = tls_to(gw, &[b"h2"]).await;
+            assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+            let (s, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+                .handshake(TokioIo::new(tls))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            HyperClient::H2(s)
+        } else {
+            let tls = tls_to(gw, &[b"http/1.1"]).await;
+            let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .unwrap();
+            tokio::spawn(conn.with_upgrades());
+            HyperClient::H1(s)
+        }
+    }
+
+    /// Sends `req` (its URI is made absolute for HTTP/2).
+    pub async fn send(
+        &mut self,
+        gw: &Gateway,
+        mut req: http::Request<ClientBody>,
+    ) -> http::Response<hyper::body::Incoming> {
+        match self {
+            HyperClient::H1(s) => {
+                if !req.headers().contains_key("host") {
+                    req.headers_mut()
+                        .insert("host", "localhost".parse().unwrap());
+                }
+                s.ready().await.unwrap();
+                s.send_request(req).await.unwrap()
+            }
+            HyperClient::H2(s) => {
+                // A Host header names the authority (the TLS name stays localhost).
+                let host = match req.headers_mut().remove("host") {
+                    Some(h) => h.to_str().unwrap().to_owned(),
+                    None => format!("localhost:{}", gw.addr.port()),
+                };
+                let uri = format!("https://{host}{}", req.uri().path_and_query().unwrap());
+                *req.uri_mut() = uri.parse().unwrap();
+                *req.version_mut() = http::Version::HTTP_2;
+                s.ready().await.unwrap();
+                s.send_request(req).await.unwrap()
+            }
+        }
+    }
+}
+
+/// `GET path` with `token`.
+pub fn get(path: &str, token: &str) -> http::Request<ClientBody> {
+    http::Request::get(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(ClientBody::default())
+        .unwrap()
+}
+
+/// The target the harness puts behind the gateway.
+fn target(
+    upstream_addr: SocketAddr,
+    upstream_ca: PathBuf,
+    name: &str,
+    setup: &Setup,
+) -> HttpTarget {
+    let upstream_tls = UpstreamTls::new(UpstreamTlsConfig {
+        roots: UpstreamRoots::CaFile(setup.upstream_ca.clone().unwrap_or(upstream_ca)),
+        alpn: setup.upstream_alpn.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut target = HttpTarget::new(
+        Resource::new(name, setup.protocol),
+        upstream_addr,
+        UpstreamSecurity::Tls {
+            tls: upstream_tls,
+            server_name: setup.upstream_name.clone(),
+        },
+    )
+    .authority(format!("localhost:{}", upstream_addr.port()))
+    .strip_cookies(["gw_session"])
+    .max_body(setup.max_body)
+    .passthrough_over_limit(setup.passthrough);
+    target.credential = setup.credential.clone();
+    target
 }

@@ -152,6 +152,31 @@ async fn route(mut req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Respo
             }
         }
         "/ws" => websocket(req),
+        "/echo-trailers" => {
+            let collected = req.body_mut().collect().await.unwrap();
+            let trailers: serde_json::Map<String, serde_json::Value> = collected
+                .trailers()
+                .map(|t| {
+                    t.iter()
+                        .map(|(n, v)| (n.to_string(), v.to_str().unwrap().into()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let body = String::from_utf8(collected.to_bytes().to_vec()).unwrap();
+            resp(
+                200,
+                "application/json",
+                serde_json::json!({ "body": body, "trailers": trailers }).to_string(),
+            )
+        }
+        "/trailers" => with_trailers("application/json", &[USERS_JSON]),
+        "/trailers-stream" => with_trailers(
+            "application/x-ndjson",
+            &[
+                "{\"email\":\"a@corp.io\",\"n\":1}\n{\"n\":2,",
+                "\"ok\":true}\n{\"email\":\"c@corp.io\",\"n\":3}",
+            ],
+        ),
         "/spdy" => raw_echo_upgrade(req),
         _ => resp(
             200,
@@ -159,6 +184,25 @@ async fn route(mut req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Respo
             serde_json::json!({"method": req.method().as_str(), "path": path}).to_string(),
         ),
     }
+}
+
+/// A chunked body of `chunks` ending with trailers `x-checksum: abc123` and
+/// `grpc-status: 0` (announced by `Trailer`, as an HTTP/1.1 peer needs).
+fn with_trailers(ct: &str, chunks: &[&'static str]) -> Response<B> {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-checksum", "abc123".parse().unwrap());
+    trailers.insert("grpc-status", "0".parse().unwrap());
+    let frames: Vec<Result<Frame<Bytes>, Infallible>> = chunks
+        .iter()
+        .map(|c| Ok(Frame::data(Bytes::from_static(c.as_bytes()))))
+        .chain(std::iter::once(Ok(Frame::trailers(trailers))))
+        .collect();
+    Response::builder()
+        .status(200)
+        .header("content-type", ct)
+        .header("trailer", "x-checksum, grpc-status")
+        .body(StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync())
+        .unwrap()
 }
 
 fn websocket(mut req: Request<Incoming>) -> Response<B> {
