@@ -9,15 +9,15 @@
 //! ```
 //!
 //! - `seq` numbers the lines from 1 (line *n* of the file has `seq` *n*);
-//! - `prev` is the hex SHA-256 of the previous line's exact bytes (without its newline),
-//!   64 zeros on the first line;
+//! - `prev` is the previous line's `hash`, 64 zeros on the first line;
 //! - the line's *content* is its exact bytes with the final `,"hash":"…"` member removed
 //!   (so it is itself a JSON object ending in `}`), and
 //!   `hash = hex(SHA-256(prev ‖ content))`, where `prev` is the 64 ASCII hex digits.
 //!
 //! Hashing exact bytes (not a re-serialisation) means no canonical JSON form is needed:
-//! any changed byte changes the line's hash, and because the next line's `prev` covers the
-//! whole line, recomputing one line's `hash` still breaks the link to the next line.
+//! any changed byte changes the line's hash, and because the next line's `prev` must equal
+//! it, recomputing one line's `hash` still breaks the link to the next line. Each line
+//! costs one SHA-256 over its content.
 //!
 //! [`verify`] reports the first broken line with its number: [`VerifyError::HashMismatch`]
 //! for an edited line, [`VerifyError::Sequence`] for a removed, inserted or reordered line,
@@ -53,6 +53,71 @@ pub(crate) struct ChainWriter {
     seq: u64,
     prev: String,
     scratch: Vec<u8>,
+    clock: Clock,
+}
+
+/// RFC 3339 timestamps with milliseconds, the date and time of the last second kept so
+/// that lines written within the same second cost no calendar arithmetic.
+#[derive(Debug, Default)]
+struct Clock {
+    second: Option<u64>,
+    /// `YYYY-MM-DDTHH:MM:SS` of `second`.
+    prefix: String,
+}
+
+impl Clock {
+    fn write(&mut self, t: SystemTime, out: &mut Vec<u8>) {
+        let Ok(since) = t.duration_since(SystemTime::UNIX_EPOCH) else {
+            // Before 1970: the general formatter.
+            out.extend_from_slice(time_serde::format_ms(t).as_bytes());
+            return;
+        };
+        let secs = since.as_secs();
+        if self.second != Some(secs) {
+            let whole = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+            let full = time_serde::format_ms(whole);
+            // `YYYY-MM-DDTHH:MM:SS.000Z`: keep what precedes the fraction.
+            match full.split_once('.') {
+                Some((prefix, _)) => {
+                    self.prefix.clear();
+                    self.prefix.push_str(prefix);
+                    self.second = Some(secs);
+                }
+                None => {
+                    out.extend_from_slice(time_serde::format_ms(t).as_bytes());
+                    return;
+                }
+            }
+        }
+        out.extend_from_slice(self.prefix.as_bytes());
+        let ms = since.subsec_millis();
+        let digits = [
+            b'.',
+            b'0' + (ms / 100 % 10) as u8,
+            b'0' + (ms / 10 % 10) as u8,
+            b'0' + (ms % 10) as u8,
+            b'Z',
+        ];
+        out.extend_from_slice(&digits);
+    }
+}
+
+/// Appends the decimal digits of `n`.
+fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        if let Some(d) = digits.get_mut(i) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(i..).unwrap_or(&[]));
 }
 
 impl ChainWriter {
@@ -61,6 +126,7 @@ impl ChainWriter {
             seq: 0,
             prev: String::from(ZERO_HASH),
             scratch: Vec::with_capacity(1024),
+            clock: Clock::default(),
         }
     }
 
@@ -83,18 +149,17 @@ impl ChainWriter {
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
         let seq = self.seq + 1;
-        let time = time_serde::format_ms(time);
         // `{"seq":N,"time":"…","prev":"…",<members of body>}`: the body's object is
         // serialised once and spliced after the chain members (the time is RFC 3339 and
         // `prev` hex, so neither needs escaping).
         self.scratch.clear();
-        let _ = std::io::Write::write_fmt(
-            &mut self.scratch,
-            format_args!(
-                "{{\"seq\":{seq},\"time\":\"{time}\",\"prev\":\"{}\"",
-                self.prev
-            ),
-        );
+        self.scratch.extend_from_slice(b"{\"seq\":");
+        push_decimal(&mut self.scratch, seq);
+        self.scratch.extend_from_slice(b",\"time\":\"");
+        self.clock.write(time, &mut self.scratch);
+        self.scratch.extend_from_slice(b"\",\"prev\":\"");
+        self.scratch.extend_from_slice(self.prev.as_bytes());
+        self.scratch.push(b'"');
         let body_at = self.scratch.len();
         serde_json::to_writer(&mut self.scratch, body).map_err(|e| e.to_string())?;
         match self.scratch.get(body_at..) {
@@ -119,9 +184,7 @@ impl ChainWriter {
         self.scratch.extend_from_slice(b",\"hash\":\"");
         self.scratch.extend_from_slice(hash.as_bytes());
         self.scratch.extend_from_slice(b"\"}");
-        let line_digest = digest::digest(&digest::SHA256, &self.scratch);
-        self.prev.clear();
-        push_hex(&mut self.prev, line_digest.as_ref());
+        self.prev = hash;
         out.extend_from_slice(&self.scratch);
         out.push(b'\n');
         self.seq = seq;
@@ -164,7 +227,7 @@ pub struct VerifyReport {
     pub end_reason: Option<String>,
     /// Events the recorder dropped, summed over the `dropped` lines.
     pub dropped_events: u64,
-    /// Hex SHA-256 of the last verified line (the gateway logs this value when it closes a
+    /// The `hash` of the last verified line (the gateway logs this value when it closes a
     /// recording; compare them to detect lines cut from the end).
     pub last_hash: String,
     /// Things that are not proof of tampering but leave the recording incomplete.
@@ -249,7 +312,7 @@ pub enum VerifyError {
         /// The `seq` it has.
         found: u64,
     },
-    /// The line's `prev` is not the hash of the line before it: that line was changed.
+    /// The line's `prev` is not the `hash` of the line before it: that line was changed.
     #[error("line {line}: prev mismatch (the line before it was changed or replaced)")]
     PrevMismatch {
         /// Line number.
@@ -365,7 +428,7 @@ pub fn verify<R: BufRead>(mut reader: R) -> Result<VerifyReport, VerifyError> {
             _ => {}
         }
         report.entries = line_no;
-        report.last_hash = hex_of(digest::digest(&digest::SHA256, &buf).as_ref());
+        report.last_hash = head.hash;
     }
     if line_no == 0 {
         return Err(VerifyError::Empty);
@@ -424,6 +487,34 @@ fn check_line(line_no: u64, line: &[u8], prev_line_hash: &str) -> Result<Head, V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_clock_matches_the_general_formatter() {
+        let mut clock = Clock::default();
+        let base = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_795_000_000_123);
+        // Same second (cached prefix), next seconds, a minute and a day boundary.
+        for ms in [
+            0u64, 1, 9, 10, 99, 100, 876, 999, 1000, 1001, 59_877, 86_399_999, 86_400_000,
+        ] {
+            let t = base + std::time::Duration::from_millis(ms);
+            let mut out = Vec::new();
+            clock.write(t, &mut out);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                time_serde::format_ms(t),
+                "{ms}"
+            );
+        }
+    }
+
+    #[test]
+    fn decimals() {
+        for n in [0u64, 7, 10, 12345, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
+    }
 
     #[derive(serde::Serialize)]
     #[serde(tag = "type", rename_all = "snake_case")]

@@ -607,6 +607,10 @@ impl Recording for QueuedRecording {
         let Some(mut msg) = self.message(event)? else {
             return Ok(());
         };
+        msg = match self.try_push(msg) {
+            Ok(()) => return Ok(()),
+            Err(m) => m,
+        };
         let deadline = tokio::time::Instant::now() + self.max_stall;
         loop {
             // Registered before the check: a drain between the check and the wait still
