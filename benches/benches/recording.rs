@@ -7,6 +7,8 @@
 //! cargo bench -p hoop-benches --bench recording
 //! ```
 
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -43,14 +45,11 @@ fn statement(i: u64) -> [Event; 2] {
 }
 
 fn recording(c: &mut Criterion) {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => panic!("runtime: {e}"),
-    };
+        .expect("runtime");
     let dir = std::env::temp_dir().join(format!("hoop-bench-rec-{}", std::process::id()));
     let recorder = JsonlRecorder::new(&dir);
     let mut g = c.benchmark_group("recording");
@@ -58,21 +57,14 @@ fn recording(c: &mut Criterion) {
     g.bench_function("one statement (command + result), to disk", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
-                let rec = match recorder.open(&meta()).await {
-                    Ok(r) => r,
-                    Err(e) => panic!("open: {e}"),
-                };
+                let rec = recorder.open(&meta()).await.expect("open");
                 let start = Instant::now();
                 for i in 0..iters {
                     for e in statement(black_box(i)) {
-                        if let Err(e) = rec.record_async(e).await {
-                            panic!("record: {e}");
-                        }
+                        rec.record_async(e).await.expect("record");
                     }
                 }
-                if let Err(e) = rec.finish("done").await {
-                    panic!("finish: {e}");
-                }
+                rec.finish("done").await.expect("finish");
                 start.elapsed()
             })
         })
