@@ -12,7 +12,8 @@
 //! as the password; the gateway logs in to the target over verified TLS with the
 //! injected credentials. Policy: connect, read and write are allowed, anything else is
 //! denied. Prints `ready` on stdout once listening; stops on Ctrl-C or SIGTERM.
-//! `--threads N` sets the runtime's worker threads (default: one per CPU).
+//! `--threads N` sets the runtime's worker threads (default: one per CPU); `--threads 1`
+//! runs a current-thread runtime (one event loop, as pgbouncer does).
 //! `--no-recording` (diagnostics only) leaves sessions unrecorded, to measure what the
 //! recorder costs.
 
@@ -254,8 +255,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if args.threads > 0 {
+    // One thread: a current-thread runtime (no work stealing, no cross-thread wake-ups),
+    // the shape of pgbouncer's single event loop.
+    let mut builder = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if args.threads > 1 {
         builder.worker_threads(args.threads);
     }
     let rt = match builder.enable_all().build() {
