@@ -312,6 +312,20 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         Ok(())
     }
 
+    /// The queued output, to build a message in place (a rewritten row) instead of in a
+    /// buffer of its own; call [`flush_if_full`](Self::flush_if_full) afterwards.
+    pub fn queue_mut(&mut self) -> &mut BytesMut {
+        &mut self.out
+    }
+
+    /// Writes what is queued once it reaches the threshold.
+    pub async fn flush_if_full(&mut self) -> Result<(), PgError> {
+        if self.out.len() >= self.threshold {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
     /// Writes everything queued.
     pub async fn flush(&mut self) -> Result<(), PgError> {
         if !self.out.is_empty() {

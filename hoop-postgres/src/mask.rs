@@ -239,19 +239,52 @@ pub fn mask_value(
 }
 
 /// Masks a DataRow. Returns the frame to send (the original when nothing changed) and
-/// the number of masked values.
-///
-/// One pass, no allocation while nothing changes: at the first changed value the
-/// output frame is started with the untouched prefix of the row, and from then on every
-/// value (masked or original) is appended to it.
+/// the number of masked values. See [`mask_data_row_into`], which writes a rewritten row
+/// straight into an output buffer.
 pub fn mask_data_row(
     masker: &dyn Masker,
     cols: &[Column],
     frame: Frame,
 ) -> Result<(Frame, u32), PgError> {
+    let mut out = BytesMut::new();
+    match mask_data_row_into(masker, cols, &frame, &mut out)? {
+        0 => Ok((frame, 0)),
+        n => Ok((Frame::from_wire(out.freeze())?, n)),
+    }
+}
+
+/// Masks a DataRow into `out`: when a value changes, the rewritten row is appended to
+/// `out` and the number of masked values returned; when nothing changes, nothing is
+/// appended, 0 is returned, and the caller forwards the original frame.
+///
+/// One pass, no allocation while nothing changes: at the first changed value the output
+/// row is started with the untouched prefix of the row, and from then on every value
+/// (masked or original) is appended to it. With `out` the connection's output buffer, a
+/// masked row costs no buffer of its own.
+pub fn mask_data_row_into(
+    masker: &dyn Masker,
+    cols: &[Column],
+    frame: &Frame,
+    out: &mut BytesMut,
+) -> Result<u32, PgError> {
+    let start = out.len();
+    let r = rewrite_row(masker, cols, frame, out, start);
+    if r.is_err() {
+        out.truncate(start);
+    }
+    r
+}
+
+fn rewrite_row(
+    masker: &dyn Masker,
+    cols: &[Column],
+    frame: &Frame,
+    out: &mut BytesMut,
+    start: usize,
+) -> Result<u32, PgError> {
     let body = frame.body();
     let row = DataRow::parse(body)?;
-    let mut out: Option<BytesMut> = None;
+    let mut started = false;
     let mut n = 0u32;
     // Offset in the body of the current value's length field (after the 2-byte count).
     let mut pos = 2usize;
@@ -259,52 +292,45 @@ pub fn mask_data_row(
         let v = v?;
         let wire_len = 4 + v.map_or(0, <[u8]>::len);
         let new = v.and_then(|v| mask_value(masker, cols.get(i), v));
-        match (new, out.as_mut()) {
-            (None, None) => {}
-            (None, Some(o)) => o.extend_from_slice(slice(body, pos, wire_len)?),
-            (Some(new), o) => {
+        match new {
+            None if started => out.extend_from_slice(slice(body, pos, wire_len)?),
+            None => {}
+            Some(new) => {
                 n += 1;
-                let o = match o {
-                    Some(o) => o,
-                    None => out.insert(start_output(&frame, pos)?),
-                };
+                if !started {
+                    // The tag, a length fixed up below, and the untouched prefix.
+                    out.reserve(frame.len() + 64);
+                    out.extend_from_slice(&[tags::DATA_ROW, 0, 0, 0, 0]);
+                    out.extend_from_slice(slice(body, 0, pos)?);
+                    started = true;
+                }
                 match new {
-                    None => o.extend_from_slice(&(-1i32).to_be_bytes()),
+                    None => out.extend_from_slice(&(-1i32).to_be_bytes()),
                     Some(bytes) => {
                         let len = i32::try_from(bytes.len()).map_err(|_| too_long())?;
-                        o.extend_from_slice(&len.to_be_bytes());
-                        o.extend_from_slice(&bytes);
+                        out.extend_from_slice(&len.to_be_bytes());
+                        out.extend_from_slice(&bytes);
                     }
                 }
             }
         }
         pos += wire_len;
     }
-    let Some(mut o) = out else {
-        return Ok((frame, 0));
-    };
+    if !started {
+        return Ok(0);
+    }
     // The length field counts itself and the body, not the tag.
-    let len = u32::try_from(o.len() - 1).map_err(|_| too_long())?;
-    if let Some(field) = o.get_mut(1..5) {
+    let len = u32::try_from(out.len() - start - 1).map_err(|_| too_long())?;
+    if let Some(field) = out.get_mut(start + 1..start + 5) {
         field.copy_from_slice(&len.to_be_bytes());
     }
-    Ok((Frame::from_wire(o.freeze())?, n))
+    Ok(n)
 }
 
 /// `len` bytes of `body` from `pos` (always in range: the values were read from there).
 fn slice(body: &[u8], pos: usize, len: usize) -> Result<&[u8], PgError> {
     body.get(pos..pos + len)
         .ok_or(PgError::Codec(crate::CodecError::Truncated("DataRow")))
-}
-
-/// A new DataRow frame holding the tag, a length to fix up, and `body[..pos]`.
-fn start_output(frame: &Frame, pos: usize) -> Result<BytesMut, PgError> {
-    let prefix = slice(frame.body(), 0, pos)?;
-    // Room for the original row plus a few short replacements.
-    let mut o = BytesMut::with_capacity(frame.len() + 64);
-    o.extend_from_slice(&[tags::DATA_ROW, 0, 0, 0, 0]);
-    o.extend_from_slice(prefix);
-    Ok(o)
 }
 
 fn too_long() -> PgError {

@@ -17,8 +17,8 @@ use crate::codec::{Frame, FrameHeader};
 use crate::error::PgError;
 use crate::io::{FrameReader, FrameWriter, HEADER_LEN, Incoming, encode_header};
 use crate::mask::{
-    Column, CopyFormat, CopyRowCounter, columns, mask_copy_row, mask_data_row, mask_error_fields,
-    mask_value, redact_whole,
+    Column, CopyFormat, CopyRowCounter, columns, mask_copy_row, mask_data_row_into,
+    mask_error_fields, mask_value, redact_whole,
 };
 use crate::messages::{CommandComplete, CopyResponse, ErrorFields, RowDescription, tags};
 
@@ -215,9 +215,10 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
                     },
                 }
             };
-            let frame = self.handle(frame)?;
-            if let Some(f) = frame {
-                self.writer.push(f.as_bytes()).await?;
+            match self.handle(frame)? {
+                Some(f) => self.writer.push(f.as_bytes()).await?,
+                // Handled in place (a rewritten row queued in the output buffer).
+                None => self.writer.flush_if_full().await?,
             }
             for event in self.results.drain(..) {
                 self.auth.record_async(event).await?;
@@ -424,9 +425,13 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
                     }
                     _ => self.current.as_deref().unwrap_or(&[]),
                 };
-                let (f, n) = mask_data_row(self.masker, cols, frame)?;
+                // A rewritten row is built straight into the client's output buffer.
+                let n = mask_data_row_into(self.masker, cols, &frame, self.writer.queue_mut())?;
+                if n == 0 {
+                    return Ok(Some(frame));
+                }
                 self.progress.masked += u64::from(n);
-                Ok(Some(f))
+                Ok(None)
             }
             tags::ROW_DESCRIPTION => {
                 let cols = columns(self.masker, &RowDescription::parse(frame.body())?);
