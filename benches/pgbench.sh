@@ -6,19 +6,25 @@
 #   (d) a 100-row SELECT script, directly and through hoop with masking rules that match.
 #
 # Usage: benches/pgbench.sh            (as root; installs pgbouncer with apt if missing)
-#   DURATION=10  seconds per pgbench run (18 runs)
+#   DURATION=6   seconds per pgbench run
+#   ROUNDS=3     every run is repeated this many times, interleaved (direct, hoop, pgbouncer,
+#                ... then again), and the median TPS is reported: single runs on a small
+#                shared machine vary by +-10%
 #   SCALE=10     pgbench -i scale factor
 #   CLIENTS="1 10"  client counts (threads: 1 for one client, 2 otherwise)
 #   MODES="simple extended"
 #   STOP_ON_ERROR=1  stop at the first failing run (default: mark it in the table, go on)
-#   GW_THREADS=N worker threads of the hoop gateways (default: one per CPU)
+#   GW_THREADS=N worker threads of the hoop gateways (default 1: one event loop on a
+#                current-thread runtime, as pgbouncer runs one; 0: one worker per CPU)
 #   NO_DIAG=1    skip the diagnostic runs (hoop without session recording; a transparent
 #                TCP relay that does not terminate TLS: the floor of any proxy here)
 #   HOLD=1       set everything up, write the connection strings to /tmp/hoop-pgbench.env
 #                and wait (for profiling by hand); Ctrl-C tears it all down
 set -euo pipefail
 
-DURATION=${DURATION:-10}
+DURATION=${DURATION:-6}
+ROUNDS=${ROUNDS:-3}
+GW_THREADS=${GW_THREADS:-1}
 SCALE=${SCALE:-10}
 CLIENTS=${CLIENTS:-"1 10"}
 MODES=${MODES:-"simple extended"}
@@ -181,7 +187,7 @@ start_gateway() { # name masking [extra args] -> sets GW_PORT
         --target "127.0.0.1:$PG_PORT" --target-ca "$WORK/ca.crt" --target-name localhost \
         --database bench --user bench --password-env BENCH_PG_PASSWORD \
         --token-hash-file "$WORK/tokens.txt" --recordings "$WORK/rec-$name" \
-        --masking "$masking" ${GW_THREADS:+--threads "$GW_THREADS"} "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
+        --masking "$masking" --threads "$GW_THREADS" "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" &
     PIDS+=($!)
     wait_for_line "$WORK/$name.out" '^ready' 20 "$!" || die "gateway $name did not start: $(cat "$WORK/$name.log")"
     GW_PORT=$port
@@ -304,19 +310,26 @@ run() { # label conn mode clients [pgbench args...]
 
 for clients in $CLIENTS; do
     for mode in $MODES; do
-        run direct "$DIRECT" "$mode" "$clients" -S
-        run hoop "$HOOP" "$mode" "$clients" -S
-        run pgbouncer "$BOUNCER" "$mode" "$clients" -S
-        if [ -z "${NO_DIAG:-}" ]; then
-            run "hoop-norec(diag)" "$HOOP_NOREC" "$mode" "$clients" -S
-            run "tcp-relay(diag)" "$RELAY" "$mode" "$clients" -S
-        fi
+        for _ in $(seq "$ROUNDS"); do
+            run direct "$DIRECT" "$mode" "$clients" -S
+            run hoop "$HOOP" "$mode" "$clients" -S
+            run pgbouncer "$BOUNCER" "$mode" "$clients" -S
+            if [ -z "${NO_DIAG:-}" ]; then
+                run "hoop-norec(diag)" "$HOOP_NOREC" "$mode" "$clients" -S
+                run "tcp-relay(diag)" "$RELAY" "$mode" "$clients" -S
+            fi
+        done
     done
 done
 for mode in $MODES; do
-    run direct-100rows "$DIRECT" "$mode" 10 -f "$WORK/rows100.sql" -D "scale=$SCALE"
-    run hoop-100rows-nomatch "$HOOP" "$mode" 10 -f "$WORK/rows100.sql" -D "scale=$SCALE"
-    run hoop-100rows-match "$HOOP_MASK" "$mode" 10 -f "$WORK/rows100.sql" -D "scale=$SCALE"
+    for _ in $(seq "$ROUNDS"); do
+        run direct-100rows "$DIRECT" "$mode" 10 -f "$WORK/rows100.sql" -D "scale=$SCALE"
+        run hoop-100rows-nomatch "$HOOP" "$mode" 10 -f "$WORK/rows100.sql" -D "scale=$SCALE"
+        run hoop-100rows-match "$HOOP_MASK" "$mode" 10 -f "$WORK/rows100.sql" -D "scale=$SCALE"
+        if [ -z "${NO_DIAG:-}" ]; then
+            run "tcp-relay-100rows(diag)" "$RELAY" "$mode" 10 -f "$WORK/rows100.sql" -D "scale=$SCALE"
+        fi
+    done
 done
 
 # Anything the gateways logged (warn level and above) during the runs.
@@ -335,6 +348,30 @@ echo "hoop end-to-end PostgreSQL benchmark: pgbench -S (scale $SCALE), ${DURATIO
 echo "all legs TLS (client sslmode=verify-full); hoop: rule policy + masking rules; pgbouncer $(
     "$PGBOUNCER" --version | head -1 | awk '{print $2}'
 ) pool_mode=transaction; $nrec hoop recordings"
+echo "each figure: the median of $ROUNDS interleaved runs (note: the range of the runs); hoop: $GW_THREADS event loop(s) (--threads $GW_THREADS)"
+# Medians per target, mode and client count, in the order first run.
+python3 - "$RESULTS" >"$WORK/medians.txt" <<'PY'
+import sys
+rows, order = {}, []
+for line in open(sys.argv[1]):
+    label, mode, clients, tps, lat, status = line.split()
+    key = (label, mode, clients)
+    if key not in rows:
+        rows[key] = []
+        order.append(key)
+    rows[key].append((float(tps), float(lat), status))
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2]
+for key in order:
+    runs = rows[key]
+    tps = [r[0] for r in runs]
+    bad = [r[2] for r in runs if r[2] != "ok"]
+    note = "%d-%d" % (min(tps), max(tps)) if len(runs) > 1 else "ok"
+    if bad:
+        note += ",%s" % bad[0]
+    print(*key, median(tps), median([r[1] for r in runs]), note)
+PY
 awk -v goal_hoop=0.80 -v goal_mask=0.60 '
 { label[NR]=$1; mode[NR]=$2; cl[NR]=$3; tps[NR]=$4; lat[NR]=$5; st[NR]=($6 == "ok") ? "" : $6
   key=$2 "/" $3
@@ -342,15 +379,17 @@ awk -v goal_hoop=0.80 -v goal_mask=0.60 '
   if ($1 == "direct-100rows") direct100[key]=$4
   if ($1 == "pgbouncer") bouncer[key]=$4
   if ($1 == "hoop") hoop[key]=$4
-  if ($1 == "hoop-100rows-match") hoopmask[key]=$4 }
+  if ($1 == "hoop-100rows-match") hoopmask[key]=$4
+  if ($1 == "tcp-relay(diag)") relay[key]=$4
+  if ($1 == "tcp-relay-100rows(diag)") relay100[key]=$4 }
 END {
-  printf "%-22s %-9s %7s %11s %12s %9s  %s\n", "target", "mode", "clients", "TPS", "latency ms", "ratio", "note"
-  printf "%-22s %-9s %7s %11s %12s %9s\n", "----------------------", "---------", "-------", "-----------", "------------", "---------"
+  printf "%-24s %-9s %7s %11s %12s %9s  %s\n", "target", "mode", "clients", "TPS", "latency ms", "ratio", "note"
+  printf "%-24s %-9s %7s %11s %12s %9s\n", "------------------------", "---------", "-------", "-----------", "------------", "---------"
   for (i = 1; i <= NR; i++) {
     key = mode[i] "/" cl[i]
     base = (label[i] ~ /100rows/) ? direct100[key] : direct[key]
     ratio = (base > 0) ? sprintf("%.2f", tps[i] / base) : "-"
-    printf "%-22s %-9s %7d %11.1f %12.3f %9s  %s\n", label[i], mode[i], cl[i], tps[i], lat[i], ratio, st[i]
+    printf "%-24s %-9s %7d %11.1f %12.3f %9s  %s\n", label[i], mode[i], cl[i], tps[i], lat[i], ratio, st[i]
   }
   print ""
   print "goals:"
@@ -359,6 +398,8 @@ END {
     if (p[2] + 0 < 10 || !(k in direct) || direct[k] == 0) continue
     r = hoop[k] / direct[k]
     printf "  hoop >= %.2f x direct at -c %s, -M %-8s: %.2f  %s\n", goal_hoop, p[2], p[1], r, (r >= goal_hoop) ? "PASS" : "FAIL"
+    if (k in relay && relay[k] > 0)
+      printf "    (floor: a transparent TCP relay, no TLS termination, reaches %.2f x direct)\n", relay[k] / direct[k]
     if (k in bouncer && bouncer[k] > 0)
       printf "  hoop ahead of pgbouncer at -c %s, -M %-8s: %.0f vs %.0f TPS (%.2f)  %s\n", p[2], p[1], hoop[k], bouncer[k], hoop[k] / bouncer[k], (hoop[k] > bouncer[k]) ? "PASS" : "FAIL"
   }
@@ -367,5 +408,7 @@ END {
     if (!(k in direct100) || direct100[k] == 0) continue
     r = hoopmask[k] / direct100[k]
     printf "  masking-match (100 rows) >= %.2f x direct, -c %s -M %-8s: %.2f  %s\n", goal_mask, p[2], p[1], r, (r >= goal_mask) ? "PASS" : "FAIL"
+    if (k in relay100 && relay100[k] > 0)
+      printf "    (floor: the transparent TCP relay reaches %.2f x direct on this script)\n", relay100[k] / direct100[k]
   }
-}' "$RESULTS"
+}' "$WORK/medians.txt"
