@@ -139,14 +139,42 @@ async fn main() {
     if std::env::var("HOOP_BENCH_RECORD").as_deref() != Ok("0") {
         services.recorder = Arc::new(JsonlRecorder::new(dir.path().join("rec")));
     }
-    let server = Server::builder()
-        .services(Arc::new(services))
-        .listener(ListenerConfig::new("http", "127.0.0.1:0".parse().unwrap(), adapter).tls(tls))
-        .build()
-        .await
-        .unwrap();
-    let gw_addr = server.local_addr("http").unwrap();
-    let _handle = server.spawn();
+    // hoop runs on its own runtime: by default one event loop on its own thread (a
+    // current-thread runtime, as nginx runs one worker process here);
+    // HOOP_BENCH_THREADS=N gives it a multi-thread runtime with N workers instead.
+    let threads: usize = std::env::var("HOOP_BENCH_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = if threads <= 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        rt.block_on(async move {
+            let server = Server::builder()
+                .services(Arc::new(services))
+                .listener(
+                    ListenerConfig::new("http", "127.0.0.1:0".parse().unwrap(), adapter).tls(tls),
+                )
+                .build()
+                .await
+                .unwrap();
+            addr_tx.send(server.local_addr("http").unwrap()).unwrap();
+            let _handle = server.spawn();
+            std::future::pending::<()>().await;
+        });
+    });
+    let gw_addr = addr_rx.recv().unwrap();
 
     let nginx = NginxServer::start(NginxOptions {
         proxy_to: Some((up_addr, up_ca_path.clone())),
