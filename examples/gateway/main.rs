@@ -13,6 +13,9 @@
 //! lines to try. A bad configuration prints one `config error: <key>: <what>` line and
 //! exits with code 2. SIGTERM / Ctrl-C drain the sessions; SIGHUP reloads certificates,
 //! tokens and policy. Logs go to stderr (`RUST_LOG=debug` for more).
+//!
+//! `[runtime] threads` picks the runtime: 0 (default) one worker per CPU, 1 a single
+//! event loop (tokio current-thread), N a multi-thread runtime with N workers.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,7 +69,8 @@ fn main() -> ExitCode {
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }
-    let rt = match tokio::runtime::Runtime::new() {
+    // The configuration is read first: `[runtime] threads` chooses the runtime.
+    let rt = match config.runtime.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

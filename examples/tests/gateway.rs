@@ -1051,3 +1051,280 @@ async fn http_listener_masks_an_nginx_upstream() {
     assert!(!body.contains("ann@example.com"), "{body}");
     gw.shutdown(Duration::from_secs(5)).await;
 }
+
+/// The compiled gateway running one configuration; SIGTERM'd (and reaped) on drop.
+struct GatewayProcess {
+    child: std::process::Child,
+    /// `(listener name, address)` from the banner.
+    listeners: Vec<(String, std::net::SocketAddr)>,
+}
+
+impl GatewayProcess {
+    /// Starts the binary on `cfg` and reads its banner; `None` when it is not built.
+    fn start(cfg: &Path, log: &Path) -> Option<GatewayProcess> {
+        use std::io::{BufRead, BufReader};
+        let bin = example_binary("gateway");
+        if !bin.is_file() {
+            eprintln!(
+                "note: {} not built (cargo build -p hoop-examples --examples); skipped",
+                bin.display()
+            );
+            return None;
+        }
+        let mut child = Command::new(&bin)
+            .arg("--config")
+            .arg(cfg)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut listeners = Vec::new();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            // "  listener NAME (PROTOCOL) on ADDR: resources: ..."
+            if let Some(rest) = line.trim().strip_prefix("listener ") {
+                let (name, rest) = rest.split_once(' ').unwrap();
+                let addr = rest.split(" on ").nth(1).unwrap();
+                let addr = addr.split_once(": ").map_or(addr, |(a, _)| a);
+                listeners.push((name.to_owned(), addr.parse().unwrap()));
+            }
+            if line.starts_with("Try:") {
+                break;
+            }
+        }
+        // Keep reading: a closed pipe would fail the gateway's next banner line.
+        std::thread::spawn(move || lines.for_each(drop));
+        assert!(
+            !listeners.is_empty(),
+            "no banner; stderr:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        Some(GatewayProcess { child, listeners })
+    }
+
+    fn addr(&self, name: &str) -> std::net::SocketAddr {
+        self.listeners.iter().find(|(n, _)| n == name).unwrap().1
+    }
+
+    /// SIGTERM, then the exit code.
+    fn stop(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        self.child.wait().unwrap().code()
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `curl` to the gateway at `port` for the URL host `host` (resolved to 127.0.0.1),
+/// optionally with another `Host` header: (status, body).
+fn curl_host(
+    ca: &Path,
+    host: &str,
+    port: u16,
+    host_header: Option<&str>,
+    token: Option<&str>,
+    http2: bool,
+) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args(["-sS", "--cacert"]).arg(ca).args([
+        if http2 { "--http2" } else { "--http1.1" },
+        "-w",
+        "\n%{http_code}",
+    ]);
+    if host != "127.0.0.1" {
+        c.args(["--resolve", &format!("{host}:{port}:127.0.0.1")]);
+    }
+    if let Some(h) = host_header {
+        c.args(["-H", &format!("Host: {h}")]);
+    }
+    if let Some(t) = token {
+        c.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    let out = c
+        .arg(format!("https://{host}:{port}/whoami"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_owned())
+}
+
+/// Two http resources behind one listener of the compiled gateway, told apart by Host:
+/// each host reaches its own resource (nginx echoes the credential that resource
+/// injects), an unknown host gets 404 before authentication.
+#[test]
+fn http_listener_routes_two_resources_by_host() {
+    let nginx = hoop_testkit::nginx::NginxServer::start(hoop_testkit::nginx::NginxOptions {
+        extra_server: vec![
+            "location = /whoami { default_type text/plain; \
+             return 200 \"key=$http_x_upstream_key auth=$http_authorization\\n\"; }"
+                .to_owned(),
+        ],
+        ..Default::default()
+    })
+    .expect("nginx is required for this test (./scripts/test installs it)");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("tokens"),
+        format!("alice:dev:{}\n", hash_token(ALICE)),
+    )
+    .unwrap();
+    std::fs::write(d.join("key-a"), "secret-of-a\n").unwrap();
+    std::fs::write(d.join("key-b"), "secret-of-b\n").unwrap();
+    // The development certificate covers localhost and 127.0.0.1: one host name each.
+    let text = format!(
+        "[data]\ndir = \"{d}\"\n[[listeners]]\nname = \"web\"\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\n\
+         [[resources]]\nname = \"api-a\"\nprotocol = \"http\"\nlistener = \"web\"\ntarget = \"127.0.0.1:{port}\"\n\
+         hosts = [\"LocalHost\"]\npassword_file = \"{d}/key-a\"\ncredential_header = \"X-Upstream-Key\"\n\
+         tls = {{ ca_file = \"{ca}\", server_name = \"localhost\" }}\n\
+         [[resources]]\nname = \"api-b\"\nprotocol = \"http\"\nlistener = \"web\"\ntarget = \"127.0.0.1:{port}\"\n\
+         hosts = [\"127.0.0.1\"]\npassword_file = \"{d}/key-b\"\n\
+         tls = {{ ca_file = \"{ca}\", server_name = \"localhost\" }}\n\
+         [identity]\nstatic_tokens_file = \"{d}/tokens\"\n[admin]\nenabled = false\n",
+        d = d.display(),
+        port = nginx.port,
+        ca = nginx.ca_path().display(),
+    );
+    let cfg = d.join("gw.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let Some(gw) = GatewayProcess::start(&cfg, &d.join("stderr.log")) else {
+        return;
+    };
+    let port = gw.addr("web").port();
+    let ca = d.join("dev-ca.crt");
+
+    for http2 in [false, true] {
+        let (code, body) = curl_host(&ca, "localhost", port, None, Some(ALICE), http2);
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body.trim(), "key=secret-of-a auth=", "http2={http2}");
+        let (code, body) = curl_host(&ca, "127.0.0.1", port, None, Some(ALICE), http2);
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body.trim(), "key= auth=Bearer secret-of-b", "http2={http2}");
+    }
+    // Another host: 404 whether or not the caller is authenticated.
+    for token in [None, Some(ALICE)] {
+        let (code, body) = curl_host(&ca, "localhost", port, Some("other.example"), token, false);
+        assert_eq!(code, 404, "{body}");
+        assert!(!body.contains("secret-of"), "{body}");
+    }
+    // A known host without a token is refused by authentication, not routed.
+    let (code, body) = curl_host(&ca, "localhost", port, None, None, false);
+    assert_eq!(code, 401, "{body}");
+    assert!(!body.contains("secret-of"), "{body}");
+
+    assert_eq!(gw.stop(), Some(0));
+    let log = std::fs::read_to_string(d.join("stderr.log")).unwrap();
+    assert!(
+        !log.contains("secret-of"),
+        "an injected secret reached the log"
+    );
+}
+
+/// An http listener with several resources, one without `hosts`: one config error line
+/// naming the key, exit code 2 (with and without --check).
+#[test]
+fn several_http_resources_without_hosts_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gw.toml");
+    std::fs::write(
+        &cfg,
+        "[[listeners]]\nname = \"web\"\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\n\
+         [[resources]]\nname = \"a\"\nprotocol = \"http\"\nlistener = \"web\"\ntarget = \"127.0.0.1:1\"\nplaintext = true\nhosts = [\"a.example\"]\n\
+         [[resources]]\nname = \"b\"\nprotocol = \"kubernetes\"\nlistener = \"web\"\ntarget = \"127.0.0.1:2\"\nplaintext = true\n",
+    )
+    .unwrap();
+    let err = config::load(&cfg).unwrap_err();
+    assert_eq!(err.key, "resources[1].hosts", "{err}");
+    let bin = example_binary("gateway");
+    if !bin.is_file() {
+        eprintln!("note: {} not built; binary check skipped", bin.display());
+        return;
+    }
+    for check in [true, false] {
+        let mut c = Command::new(&bin);
+        c.arg("--config").arg(&cfg);
+        if check {
+            c.arg("--check");
+        }
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "check={check}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("config error: resources[1].hosts: "),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty(), "check={check}");
+    }
+}
+
+/// `[runtime] threads = 1`: the compiled gateway runs on one event loop and serves psql.
+#[test]
+fn single_thread_runtime_serves_psql() {
+    let pg = PgServer::start(PgOptions {
+        users: vec![("app".into(), "app-secret".into())],
+        databases: vec!["appdb".into()],
+        ..PgOptions::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("tokens"),
+        format!("alice:dev:{}\n", hash_token(ALICE)),
+    )
+    .unwrap();
+    std::fs::write(d.join("pgpass"), "app-secret\n").unwrap();
+    let text = format!(
+        "[runtime]\nthreads = 1\n[data]\ndir = \"{d}\"\n\
+         [[listeners]]\nname = \"pg\"\nprotocol = \"postgres\"\nbind = \"127.0.0.1:0\"\n\
+         [[resources]]\nname = \"appdb\"\nprotocol = \"postgres\"\nlistener = \"pg\"\ntarget = \"127.0.0.1:{port}\"\n\
+         database = \"appdb\"\nuser = \"app\"\npassword_file = \"{d}/pgpass\"\n\
+         tls = {{ ca_file = \"{ca}\", server_name = \"localhost\" }}\n\
+         [identity]\nstatic_tokens_file = \"{d}/tokens\"\n[admin]\nenabled = false\n\
+         [[policy.rules]]\nname = \"read\"\nactions = [\"connect\", \"read\"]\ndecision = \"allow\"\n",
+        d = d.display(),
+        port = pg.port,
+        ca = pg.ca_path().display(),
+    );
+    let cfg = d.join("gw.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let log = d.join("stderr.log");
+    let Some(gw) = GatewayProcess::start(&cfg, &log) else {
+        return;
+    };
+    let conn = format!(
+        "host=127.0.0.1 port={} dbname=appdb user=alice password={ALICE} sslmode=verify-full sslrootcert={}",
+        gw.addr("pg").port(),
+        d.join("dev-ca.crt").display()
+    );
+    let out = psql(&conn, "SELECT 40 + 2, current_user", true);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42|app");
+    assert_eq!(gw.stop(), Some(0));
+}

@@ -65,6 +65,9 @@ pub struct Config {
     /// `[admin]`: the admin API listener.
     #[serde(default)]
     pub admin: AdminSection,
+    /// `[runtime]`: the async runtime the gateway runs on.
+    #[serde(default)]
+    pub runtime: RuntimeSection,
     /// The file this configuration was read from (SIGHUP re-reads its policy).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -76,6 +79,48 @@ pub struct Config {
 pub struct DataSection {
     /// Data directory (default `$HOOP_DATA` or `./hoop-data`).
     pub dir: Option<PathBuf>,
+}
+
+/// `[runtime]`: how many threads run the gateway.
+///
+/// ```toml
+/// [runtime]
+/// threads = 1   # one event loop (tokio current-thread runtime), like pgbouncer
+/// ```
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    /// Worker threads: `0` (the default) one per CPU, `1` a single event loop (a tokio
+    /// current-thread runtime; often the fastest on small machines), `N` a multi-thread
+    /// runtime with `N` workers (at most [`MAX_THREADS`]).
+    #[serde(default)]
+    pub threads: usize,
+}
+
+/// The largest accepted `runtime.threads`.
+pub const MAX_THREADS: usize = 1024;
+
+impl RuntimeSection {
+    /// Builds the tokio runtime this section describes (I/O and time drivers enabled).
+    ///
+    /// ```
+    /// let rt = hoop_examples::gateway::config::RuntimeSection { threads: 1 }.build()?;
+    /// assert_eq!(rt.block_on(async { 1 + 1 }), 2);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn build(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut builder = match self.threads {
+            1 => tokio::runtime::Builder::new_current_thread(),
+            n => {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                if n > 1 {
+                    b.worker_threads(n);
+                }
+                b
+            }
+        };
+        builder.enable_all().build()
+    }
 }
 
 /// `tls` of a listener or of the admin API.
@@ -96,7 +141,10 @@ pub struct ServerTlsSection {
 pub struct ListenerSection {
     /// Unique name, referenced by resources.
     pub name: String,
-    /// `postgres` or `tcp`.
+    /// `postgres`, `tcp` or `http`. A `postgres` listener serves any number of
+    /// resources (chosen by `dbname`), a `tcp` listener exactly one, an `http` listener
+    /// one, or several told apart by the request's `Host` (each resource then lists its
+    /// `hosts`).
     pub protocol: String,
     /// `host:port` to listen on.
     pub bind: String,
@@ -155,6 +203,21 @@ pub struct ResourceSection {
     /// `password_file`) instead of `Authorization: Bearer`; with `user` set and no
     /// header, HTTP basic authentication is used.
     pub credential_header: Option<String>,
+    /// http / kubernetes: the host names (as in the request's `Host` /
+    /// `:authority`, without port; compared case-insensitively) routed to this resource.
+    /// Required on every resource of an `http` listener serving more than one; when any
+    /// resource of a listener has `hosts`, a request for another host gets `404` before
+    /// authentication. Absent on a listener's only resource: every request goes to it.
+    ///
+    /// ```toml
+    /// [[resources]]
+    /// name = "grafana"
+    /// protocol = "http"
+    /// listener = "web"
+    /// target = "grafana.internal.example:443"
+    /// hosts = ["grafana.example.com"]
+    /// ```
+    pub hosts: Option<Vec<String>>,
     /// Labels policy rules can match.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -372,25 +435,29 @@ impl Config {
             if let Some(t) = &l.tls {
                 check_server_tls(&k("tls"), t)?;
             }
-            if l.protocol == "tcp" || l.protocol == "http" {
-                let n = self
-                    .resources
-                    .iter()
-                    .filter(|r| r.listener == l.name)
-                    .count();
-                if n != 1 {
-                    return Err(ConfigError::new(
-                        k("name"),
-                        format!(
-                            "a {} listener serves exactly one resource, {n} name it",
-                            l.protocol
-                        ),
-                    ));
-                }
+            let n = self
+                .resources
+                .iter()
+                .filter(|r| r.listener == l.name)
+                .count();
+            if l.protocol == "tcp" && n != 1 {
+                return Err(ConfigError::new(
+                    k("name"),
+                    format!("a tcp listener serves exactly one resource, {n} name it"),
+                ));
+            }
+            if l.protocol == "http" && n == 0 {
+                return Err(ConfigError::new(
+                    k("name"),
+                    "an http listener serves at least one resource, none names it",
+                ));
             }
         }
         for (i, r) in self.resources.iter().enumerate() {
             self.check_resource(i, r)?;
+        }
+        for l in self.listeners.iter().filter(|l| l.protocol == "http") {
+            self.check_http_routes(&l.name)?;
         }
         for (i, o) in self.identity.oidc.iter().enumerate() {
             let k = |f: &str| format!("identity.oidc[{i}].{f}");
@@ -467,6 +534,53 @@ impl Config {
         if let Some(t) = &ad.tls {
             check_server_tls("admin.tls", t)?;
         }
+        if self.runtime.threads > MAX_THREADS {
+            return Err(ConfigError::new(
+                "runtime.threads",
+                format!("at most {MAX_THREADS} (0: one per CPU)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The resources of the `http` listener `listener`: with several, each lists
+    /// `hosts`; no host name is given twice on the listener.
+    fn check_http_routes(&self, listener: &str) -> Result<(), ConfigError> {
+        let n = self
+            .resources
+            .iter()
+            .filter(|r| r.listener == listener)
+            .count();
+        let mut seen: Vec<String> = Vec::new();
+        for (j, r) in self.resources.iter().enumerate() {
+            if r.listener != listener {
+                continue;
+            }
+            let key = format!("resources[{j}].hosts");
+            match &r.hosts {
+                None if n > 1 => {
+                    return Err(ConfigError::new(
+                        key,
+                        format!(
+                            "required: listener {listener:?} serves {n} resources, told apart by host name"
+                        ),
+                    ));
+                }
+                None => {}
+                Some(hosts) => {
+                    for h in hosts {
+                        let c = h.trim().trim_end_matches('.').to_ascii_lowercase();
+                        if seen.contains(&c) {
+                            return Err(ConfigError::new(
+                                key,
+                                format!("host name {h:?} given twice on listener {listener:?}"),
+                            ));
+                        }
+                        seen.push(c);
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -540,6 +654,12 @@ impl Config {
             }
         }
         if r.protocol == "postgres" {
+            if r.hosts.is_some() {
+                return Err(ConfigError::new(
+                    k("hosts"),
+                    "not used by postgres resources (clients choose them with dbname)",
+                ));
+            }
             if r.database.as_deref().unwrap_or("").is_empty() {
                 return Err(ConfigError::new(
                     k("database"),
@@ -584,7 +704,13 @@ impl Config {
                     "needs password_env or password_file (the header's value)",
                 ));
             }
+            if let Some(hosts) = &r.hosts
+                && http
+            {
+                check_hosts(&k("hosts"), hosts)?;
+            }
             for (set, key, allowed) in [
+                (r.hosts.is_some(), "hosts", http),
                 (r.database.is_some(), "database", false),
                 (r.user.is_some(), "user", http),
                 (r.password_env.is_some(), "password_env", http),
@@ -613,6 +739,30 @@ pub fn masking_error(e: MaskingConfigError) -> ConfigError {
         _ => "masking.field_rules",
     };
     ConfigError::new(key, e.to_string())
+}
+
+/// `hosts` of a resource: at least one, each a bare host name or IP address.
+fn check_hosts(key: &str, hosts: &[String]) -> Result<(), ConfigError> {
+    if hosts.is_empty() {
+        return Err(ConfigError::new(key, "must list at least one host name"));
+    }
+    for h in hosts {
+        let bare = h.trim().trim_end_matches('.');
+        let bad = bare.is_empty()
+            || bare
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b"/@?#\\".contains(&b) || b.is_ascii_control())
+            || bare.matches(':').count() == 1;
+        if bad {
+            return Err(ConfigError::new(
+                key,
+                format!(
+                    "invalid host name {h:?} (a name or address, without scheme, port or path)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_server_tls(key: &str, t: &ServerTlsSection) -> Result<(), ConfigError> {
@@ -746,6 +896,75 @@ mod tests {
         assert!(!e.to_string().contains("short-secret"), "{e}");
         let e = parse("[[masking.detectors]]\ndetector = \"emial\"\n").unwrap_err();
         assert!(e.key.starts_with("masking.detectors"), "{e}");
+    }
+
+    const TWO_APIS: &str = "[[listeners]]\nname = \"web\"\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\n\
+        [[resources]]\nname = \"a\"\nprotocol = \"http\"\nlistener = \"web\"\ntarget = \"a.internal:443\"\nhosts = [\"a.example\"]\n\
+        [[resources]]\nname = \"k\"\nprotocol = \"kubernetes\"\nlistener = \"web\"\ntarget = \"k.internal:6443\"\nhosts = [\"k.example\", \"kube.example\"]\n";
+
+    #[test]
+    fn an_http_listener_serves_several_resources_by_host() {
+        let c = parse(TWO_APIS).unwrap();
+        assert_eq!(c.resources[1].hosts.as_ref().unwrap().len(), 2);
+        let e = parse(&TWO_APIS.replacen("hosts = [\"a.example\"]\n", "", 1)).unwrap_err();
+        assert_eq!(e.key, "resources[0].hosts", "{e}");
+        assert!(e.message.contains("required"), "{e}");
+        let e = parse(&TWO_APIS.replace("\"kube.example\"", "\"A.Example.\"")).unwrap_err();
+        assert_eq!(e.key, "resources[1].hosts", "{e}");
+        assert!(e.message.contains("twice"), "{e}");
+        for bad in [
+            "[]",
+            "[\"\"]",
+            "[\"a.example:443\"]",
+            "[\"https://a.example\"]",
+        ] {
+            let e = parse(&TWO_APIS.replace("[\"a.example\"]", bad)).unwrap_err();
+            assert_eq!(e.key, "resources[0].hosts", "{bad}: {e}");
+        }
+        // A single resource may name its hosts, or not.
+        let one = TWO_APIS
+            .split("[[resources]]\nname = \"k\"")
+            .next()
+            .unwrap();
+        parse(one).unwrap();
+        parse(&one.replace("hosts = [\"a.example\"]\n", "")).unwrap();
+        // hosts are for http / kubernetes resources only.
+        let e = parse(
+            "[[resources]]\nname = \"db\"\nprotocol = \"postgres\"\nlistener = \"postgres\"\ntarget = \"127.0.0.1:5432\"\ndatabase = \"d\"\nuser = \"u\"\npassword_env = \"P\"\nhosts = [\"x\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "resources[0].hosts", "{e}");
+        // An http listener without resources is still refused.
+        let e =
+            parse("[[listeners]]\nname = \"web\"\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\n")
+                .unwrap_err();
+        assert_eq!(e.key, "listeners[0].name", "{e}");
+    }
+
+    #[test]
+    fn runtime_threads() {
+        assert_eq!(parse("").unwrap().runtime.threads, 0);
+        assert_eq!(
+            parse("[runtime]\nthreads = 1\n").unwrap().runtime.threads,
+            1
+        );
+        let e = parse("[runtime]\nthreads = 4096\n").unwrap_err();
+        assert_eq!(e.key, "runtime.threads", "{e}");
+        let e = parse("[runtime]\nthreads = -1\n").unwrap_err();
+        assert_eq!(e.key, "runtime.threads", "{e}");
+        let e = parse("[runtime]\nworkers = 2\n").unwrap_err();
+        assert_eq!(e.key, "runtime.workers", "{e}");
+        for threads in [0, 1, 2] {
+            let rt = RuntimeSection { threads }.build().unwrap();
+            let flavor = rt.handle().runtime_flavor();
+            let want = if threads == 1 {
+                tokio::runtime::RuntimeFlavor::CurrentThread
+            } else {
+                tokio::runtime::RuntimeFlavor::MultiThread
+            };
+            assert_eq!(flavor, want, "threads = {threads}");
+            assert_eq!(rt.block_on(async { 40 + 2 }), 42);
+        }
     }
 
     #[test]

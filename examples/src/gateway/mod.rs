@@ -248,7 +248,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<ShutdownReport, GatewayError> {
     let gw = Gateway::start(config).await?;
-    println!("{}", gw.banner());
+    {
+        // Not println!: a closed stdout must not take the gateway down.
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, "{}", gw.banner()).and_then(|()| out.flush()) {
+            warn!("cannot print the banner: {e}");
+        }
+    }
     wait_for_stop(&gw, shutdown).await;
     info!(
         "shutting down: draining sessions for up to {}s",

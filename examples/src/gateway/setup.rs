@@ -323,10 +323,34 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
                     )
                     .into());
                 };
-                Arc::new(HttpAdapter::new(
-                    http_target(*j, r, &mut info)?,
-                    HttpOptions::default(),
-                ))
+                if resources.len() == 1 && r.hosts.is_none() {
+                    Arc::new(HttpAdapter::new(
+                        http_target(*j, r, &mut info)?,
+                        HttpOptions::default(),
+                    ))
+                } else {
+                    // Several resources behind one listener: the request's Host chooses.
+                    let mut routes = Vec::with_capacity(resources.len());
+                    for (j, r) in &resources {
+                        let Some(hosts) = r.hosts.clone() else {
+                            return Err(ConfigError::new(
+                                format!("resources[{j}].hosts"),
+                                format!(
+                                    "required: listener {:?} serves {} resources, told apart by host name",
+                                    l.name,
+                                    resources.len()
+                                ),
+                            )
+                            .into());
+                        };
+                        routes.push((hosts, http_target(*j, r, &mut info)?));
+                    }
+                    Arc::new(
+                        HttpAdapter::by_host(routes, HttpOptions::default()).map_err(|e| {
+                            ConfigError::new(format!("{key}.name"), http_config_message(e))
+                        })?,
+                    )
+                }
             }
             _ => {
                 let Some((j, r)) = resources.first() else {
@@ -540,6 +564,14 @@ fn upstream_of(
         UpstreamSecurity::Tls { tls, server_name }
     };
     Ok((addr, security))
+}
+
+/// The text of an adapter construction error, as a configuration message.
+fn http_config_message(e: hoop_http::HttpError) -> String {
+    match e {
+        hoop_http::HttpError::Config(m) => m,
+        other => other.to_string(),
+    }
 }
 
 /// An http / kubernetes target: the secret (if any) is injected as a bearer token, as
