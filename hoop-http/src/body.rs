@@ -107,7 +107,8 @@ pub fn mask_json(masker: &dyn Masker, data: &[u8]) -> Result<Option<(Vec<u8>, u6
     let mut doc: Value =
         serde_json::from_slice(data).map_err(|e| format!("invalid JSON body: {e}"))?;
     let mut count = 0u64;
-    walk(masker, None, &mut doc, &mut count);
+    let plans = crate::scan::Plans::default();
+    walk(masker, &plans, None, &mut doc, &mut count);
     if count == 0 {
         return Ok(None);
     }
@@ -116,14 +117,21 @@ pub fn mask_json(masker: &dyn Masker, data: &[u8]) -> Result<Option<(Vec<u8>, u6
         .map_err(|e| format!("cannot serialise the masked body: {e}"))
 }
 
-fn walk(masker: &dyn Masker, key: Option<&str>, v: &mut Value, count: &mut u64) {
+fn walk(
+    masker: &dyn Masker,
+    plans: &crate::scan::Plans,
+    key: Option<&str>,
+    v: &mut Value,
+    count: &mut u64,
+) {
     let field = match key {
         Some(k) => Field::named(k),
         None => Field::anonymous(),
     };
     match v {
         Value::String(s) => {
-            if let (Cow::Owned(m), n) = masker.mask_counted(&field, s)
+            let plan = plans.get(masker, &field);
+            if let (Cow::Owned(m), n) = masker.mask_prepared(&plan, &field, s)
                 && m != *s
             {
                 *s = m;
@@ -132,15 +140,34 @@ fn walk(masker: &dyn Masker, key: Option<&str>, v: &mut Value, count: &mut u64) 
         }
         Value::Array(items) => {
             for item in items {
-                walk(masker, key, item, count);
+                walk(masker, plans, key, item, count);
             }
         }
         Value::Object(map) => {
             for (k, item) in map.iter_mut() {
-                walk(masker, Some(k), item, count);
+                walk(masker, plans, Some(k), item, count);
             }
         }
-        Value::Number(_) | Value::Bool(_) => {
+        Value::Number(n) => {
+            // A rule on the key masks the number; otherwise the detectors see its
+            // digits (a card number sent as a number). Either way a masked number
+            // becomes the masked string.
+            let plan = plans.get(masker, &field);
+            let text = crate::scan::number_text(n);
+            let masked = if masker.masks_prepared(&plan, &field) {
+                Some(masker.mask(&field, &text).into_owned())
+            } else {
+                match masker.mask_prepared(&plan, &field, &text).0 {
+                    Cow::Owned(m) if m != text => Some(m),
+                    _ => None,
+                }
+            };
+            if let Some(m) = masked {
+                *v = Value::String(m);
+                *count += 1;
+            }
+        }
+        Value::Bool(_) => {
             if masker.masks_field(&field) {
                 let text = v.to_string();
                 let masked = masker.mask(&field, &text).into_owned();
@@ -238,6 +265,32 @@ mod tests {
         assert!(mask_json(&M, b"{not json").is_err());
         assert!(mask_json(&M, b"").unwrap().is_none());
         assert!(mask_json(&M, b" \n").unwrap().is_none());
+    }
+
+    #[test]
+    fn json_numbers_pass_the_detectors() {
+        let masker = hoop_core::masking::RuleMasker::builder()
+            .all_detectors(hoop_core::masking::Strategy::Redact)
+            .build()
+            .unwrap();
+        let body = br#"{"card":4111111111111111,"id":42,"items":[{"card":5500005555555559}]}"#;
+        let (out, n) = mask_json(&masker, body).unwrap().unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(n, 2);
+        assert!(v["card"].is_string(), "{v}");
+        assert!(!v["card"].as_str().unwrap().contains("4111111111111111"));
+        assert!(
+            !v["items"][0]["card"]
+                .as_str()
+                .unwrap()
+                .contains("5500005555555559")
+        );
+        assert_eq!(v["id"], 42, "other numbers stay numbers");
+        assert!(
+            mask_json(&masker, br#"{"id":42,"n":[1,2.5]}"#)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
