@@ -13,10 +13,19 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 const FOUND: &str = "\u{0}hoop: found a value to mask";
 
 /// `Ok(true)` when `masker` would change a value of the JSON document `data`;
-/// `Err` when `data` is not JSON.
+/// `Err` when `data` is not JSON and could not be cleared as a whole.
+///
+/// A document is first tried as a whole ([`clean_as_text`]): when every key is one the
+/// masker treats like no name at all and the detectors find nothing in its tokens, no
+/// value can change, and the per-value scan is skipped (a large clean body costs one
+/// pass of the detectors, not one masker call per value). Such a body goes out as it
+/// came, valid JSON or not: every byte of it was inspected.
 pub fn needs_masking(masker: &dyn Masker, data: &[u8]) -> Result<bool, String> {
-    let mut de = serde_json::Deserializer::from_slice(data);
     let plans = Plans::default();
+    if clean_as_text(masker, &plans, data) {
+        return Ok(false);
+    }
+    let mut de = serde_json::Deserializer::from_slice(data);
     let r = Scan {
         masker,
         key: None,
@@ -29,6 +38,75 @@ pub fn needs_masking(masker: &dyn Masker, data: &[u8]) -> Result<bool, String> {
         Err(e) if e.to_string().starts_with(FOUND) => Ok(true),
         Err(e) => Err(format!("invalid JSON body: {e}")),
     }
+}
+
+/// Whether nothing in the JSON text `data` can be masked, decided in one pass: every
+/// key must be prepared by the masker exactly like an unnamed field (no rule, no
+/// name-dependent detector), the text must have no escapes (a value is then its bytes
+/// between quotes), and the masker's detectors must find nothing in the text with every
+/// byte outside a string that is not part of a number turned into a line break (a
+/// barrier for every detector, as the start and end of a value are). `false` means
+/// "not decided here": the per-value scan decides. Only for maskers that prepare
+/// fields ([`Masker::prepare`]): fields with equal preparations are masked alike.
+pub(crate) fn clean_as_text(masker: &dyn Masker, plans: &Plans, data: &[u8]) -> bool {
+    let unnamed = masker.prepare(&Field::anonymous());
+    if unnamed.bits().is_none() || data.contains(&b'\\') {
+        return false;
+    }
+    let mut text = Vec::with_capacity(data.len());
+    let mut in_string = false;
+    let mut start = 0usize;
+    // The last string closed, while only blanks followed it: a key if `:` comes next.
+    let mut last_string: Option<(usize, usize)> = None;
+    for (i, &b) in data.iter().enumerate() {
+        if in_string {
+            if b == b'"' {
+                in_string = false;
+                last_string = Some((start, i));
+                text.push(b'\n');
+            } else {
+                text.push(b);
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                start = i + 1;
+                last_string = None;
+                text.push(b'\n');
+            }
+            b':' => {
+                let Some(key) = last_string
+                    .take()
+                    .and_then(|(s, e)| data.get(s..e))
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                else {
+                    return false;
+                };
+                if plans.get(masker, &Field::named(key)) != unnamed {
+                    return false;
+                }
+                text.push(b'\n');
+            }
+            b' ' | b'\t' | b'\r' | b'\n' => text.push(b'\n'),
+            b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E' => {
+                last_string = None;
+                text.push(b);
+            }
+            _ => {
+                last_string = None;
+                text.push(b'\n');
+            }
+        }
+    }
+    if in_string {
+        return false;
+    }
+    let Ok(text) = String::from_utf8(text) else {
+        return false;
+    };
+    matches!(masker.mask(&Field::anonymous(), &text), Cow::Borrowed(_))
 }
 
 /// Most keys whose masking decision is remembered during one document.
@@ -207,6 +285,63 @@ mod tests {
         fn masks_field(&self, field: &Field<'_>) -> bool {
             field.name == Some("ssn")
         }
+    }
+
+    /// The per-value scan alone (no whole-text shortcut).
+    fn per_value(masker: &dyn Masker, data: &[u8]) -> Result<bool, String> {
+        let mut de = serde_json::Deserializer::from_slice(data);
+        let plans = Plans::default();
+        let r = Scan {
+            masker,
+            key: None,
+            plans: &plans,
+        }
+        .deserialize(&mut de)
+        .and_then(|()| de.end());
+        match r {
+            Ok(()) => Ok(false),
+            Err(e) if e.to_string().starts_with(FOUND) => Ok(true),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn whole_text_shortcut_never_clears_what_a_value_scan_masks() {
+        let masker = hoop_core::masking::RuleMasker::builder()
+            .all_detectors(hoop_core::masking::Strategy::Redact)
+            .field_rule("password", hoop_core::masking::Strategy::Redact)
+            .build()
+            .unwrap();
+        let bodies: &[&[u8]] = &[
+            br#"[{"id":1,"name":"item-1","ok":true},{"id":2,"name":"item-2","ok":false}]"#,
+            br#"{"email":"a@example.com"}"#,
+            br#"{"n":4111111111111111}"#,
+            br#"{"n":"4111 1111 1111 1111"}"#,
+            br#"{"ip":"10.1.2.3","v6":"2001:db8::1"}"#,
+            br#"{"password":"hunter2"}"#,
+            br#"{"password":7}"#,
+            br#"{"ssn":"123456789"}"#,
+            br#"{"aws_secret_access_key":"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}"#,
+            br#"{"phone":"+1 415 555 0100","parts":["555","123","4567"]}"#,
+            br#"{"t":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"}"#,
+            br#"{"iban":"DE89370400440532013000","x":1e5,"y":-2.5}"#,
+            br#"{"k:ey":"v","a":["x","y@z.io"]}"#,
+            br#"{"esc":"a@b.com"}"#,
+        ];
+        for body in bodies {
+            let plans = Plans::default();
+            let shortcut = clean_as_text(&masker, &plans, body);
+            let full = per_value(&masker, body).unwrap();
+            assert!(
+                !(shortcut && full),
+                "cleared as text but a value is masked: {}",
+                String::from_utf8_lossy(body)
+            );
+            assert_eq!(needs_masking(&masker, body).unwrap(), full);
+        }
+        // The shortcut does clear the plain document (it is what makes large clean
+        // bodies cheap).
+        assert!(clean_as_text(&masker, &Plans::default(), bodies[0]));
     }
 
     #[test]

@@ -149,12 +149,15 @@ pub trait Masker: Send + Sync {
     /// ```
     /// use hoop_core::masking::{Field, Masker, RuleMasker, Strategy};
     ///
-    /// let masker = RuleMasker::builder().field("email", Strategy::Redact).build().unwrap();
+    /// let masker = RuleMasker::builder()
+    ///     .field_rule("email", Strategy::Redact)
+    ///     .build()
+    ///     .unwrap();
     /// let column = Field::named("email");
     /// let plan = masker.prepare(&column);
     /// for value in ["a@example.com", "b@example.com"] {
     ///     let (masked, n) = masker.mask_prepared(&plan, &column, value);
-    ///     assert_eq!((masked.as_ref(), n), masker.mask_counted(&column, value));
+    ///     assert_eq!((masked, n), masker.mask_counted(&column, value));
     /// }
     /// ```
     fn mask_prepared<'v>(
