@@ -53,38 +53,32 @@ pub(crate) fn clean_as_text(masker: &dyn Masker, plans: &Plans, data: &[u8]) -> 
     if unnamed.bits().is_none() || data.contains(&b'\\') {
         return false;
     }
-    let mut text = Vec::with_capacity(data.len());
-    let mut in_string = false;
-    let mut start = 0usize;
+    let mut text = Vec::with_capacity(data.len() + 2);
     // The last string closed, while only blanks followed it: a key if `:` comes next.
     let mut last_string: Option<(usize, usize)> = None;
-    for (i, &b) in data.iter().enumerate() {
-        if in_string {
-            if b == b'"' {
-                in_string = false;
-                last_string = Some((start, i));
-                text.push(b'\n');
-            } else {
-                text.push(b);
-            }
-            continue;
-        }
+    let mut i = 0usize;
+    while let Some(&b) = data.get(i) {
         match b {
             b'"' => {
-                in_string = true;
-                start = i + 1;
-                last_string = None;
-                text.push(b'\n');
-            }
-            b':' => {
-                let Some(key) = last_string
-                    .take()
-                    .and_then(|(s, e)| data.get(s..e))
-                    .and_then(|k| std::str::from_utf8(k).ok())
-                else {
+                // A string (no escapes): copied whole, a line break on either side.
+                let Some(rest) = data.get(i + 1..) else {
                     return false;
                 };
-                if plans.get(masker, &Field::named(key)) != unnamed {
+                let Some(len) = rest.iter().position(|&c| c == b'"') else {
+                    return false;
+                };
+                text.push(b'\n');
+                text.extend_from_slice(rest.get(..len).unwrap_or_default());
+                text.push(b'\n');
+                last_string = Some((i + 1, i + 1 + len));
+                i += len + 2;
+                continue;
+            }
+            b':' => {
+                let Some(key) = last_string.take().and_then(|(s, e)| data.get(s..e)) else {
+                    return false;
+                };
+                if plans.get_bytes(masker, key) != Some(unnamed) {
                     return false;
                 }
                 text.push(b'\n');
@@ -99,9 +93,7 @@ pub(crate) fn clean_as_text(masker: &dyn Masker, plans: &Plans, data: &[u8]) -> 
                 text.push(b'\n');
             }
         }
-    }
-    if in_string {
-        return false;
+        i += 1;
     }
     let Ok(text) = String::from_utf8(text) else {
         return false;
@@ -120,6 +112,18 @@ pub(crate) struct Plans {
 }
 
 impl Plans {
+    /// [`Plans::get`] for a key given as raw bytes; `None` when they are not UTF-8.
+    pub(crate) fn get_bytes(&self, masker: &dyn Masker, key: &[u8]) -> Option<PreparedField> {
+        {
+            let keys = self.keys.borrow();
+            if let Some((_, p)) = keys.iter().find(|(k, _)| k.as_bytes() == key) {
+                return Some(*p);
+            }
+        }
+        let key = std::str::from_utf8(key).ok()?;
+        Some(self.get(masker, &Field::named(key)))
+    }
+
     /// The prepared decision for `field` (named by a key, or anonymous).
     pub(crate) fn get(&self, masker: &dyn Masker, field: &Field<'_>) -> PreparedField {
         let Some(name) = field.name else {
