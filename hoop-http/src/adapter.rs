@@ -40,7 +40,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -59,6 +59,7 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls_pki_types::CertificateDer;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
@@ -277,33 +278,22 @@ async fn serve_session(
     // relay, and the HTTP connection has handed them over.
     let activity = Activity::new();
     let io = TokioIo::new(IdleIo::new(stream, activity.clone()));
-    let grace = Duration::from_secs(5);
-    let mut idle_fired = false;
-    let result = if h2 {
+    let cancel = &ctx.cancel;
+    let idle = ctx.idle_timeout;
+    let (result, idle_fired) = if h2 {
         let conn = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .enable_connect_protocol()
             .max_header_list_size(u32::try_from(inner.opts.max_header_bytes).unwrap_or(u32::MAX))
             .serve_connection(io, svc);
-        let mut conn = pin!(conn);
-        tokio::select! {
-            r = conn.as_mut() => r,
-            () = ctx.cancel.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                tokio::time::timeout(grace, conn).await.unwrap_or(Ok(()))
-            }
-            // Silent for the idle timeout: stop taking requests; the ones in flight
-            // (a quiet watch) go on to their end.
-            () = activity.idle(ctx.idle_timeout) => {
-                debug!("client connection idle: closing");
-                idle_fired = true;
-                conn.as_mut().graceful_shutdown();
-                tokio::select! {
-                    r = conn.as_mut() => r,
-                    () = ctx.cancel.cancelled() => Ok(()),
-                }
-            }
-        }
+        drive(
+            pin!(conn),
+            |c| c.graceful_shutdown(),
+            cancel,
+            &activity,
+            idle,
+        )
+        .await
     } else {
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -312,25 +302,14 @@ async fn serve_session(
             .max_header_size(inner.opts.max_header_bytes)
             .serve_connection(io, svc)
             .with_upgrades();
-        let mut conn = pin!(conn);
-        tokio::select! {
-            r = conn.as_mut() => r,
-            () = ctx.cancel.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                tokio::time::timeout(grace, conn).await.unwrap_or(Ok(()))
-            }
-            // Silent for the idle timeout: stop taking requests; the ones in flight
-            // (a quiet watch) go on to their end.
-            () = activity.idle(ctx.idle_timeout) => {
-                debug!("client connection idle: closing");
-                idle_fired = true;
-                conn.as_mut().graceful_shutdown();
-                tokio::select! {
-                    r = conn.as_mut() => r,
-                    () = ctx.cancel.cancelled() => Ok(()),
-                }
-            }
-        }
+        drive(
+            pin!(conn),
+            |c| c.graceful_shutdown(),
+            cancel,
+            &activity,
+            idle,
+        )
+        .await
     };
     // Upgraded connections outlive the HTTP connection: wait for their relays.
     session.tasks.close();
@@ -995,6 +974,40 @@ impl Session {
             StreamBody::new(first.chain(rest)).boxed_unsync(),
             Masked::Count(0),
         ))
+    }
+}
+
+/// Drives a client connection (HTTP/1.1 or HTTP/2, `shutdown` starting its graceful
+/// shutdown) until it ends; when the session is cancelled, shuts it down and gives it a
+/// few seconds; when no byte moved for `idle`, stops taking requests and lets the ones in
+/// flight (a quiet watch) go on to their end. Returns the connection's result and whether
+/// the idle timeout fired.
+async fn drive<C>(
+    mut conn: Pin<&mut C>,
+    shutdown: impl Fn(Pin<&mut C>),
+    cancel: &CancellationToken,
+    activity: &Activity,
+    idle: Duration,
+) -> (hyper::Result<()>, bool)
+where
+    C: Future<Output = hyper::Result<()>>,
+{
+    const GRACE: Duration = Duration::from_secs(5);
+    tokio::select! {
+        r = conn.as_mut() => (r, false),
+        () = cancel.cancelled() => {
+            shutdown(conn.as_mut());
+            (tokio::time::timeout(GRACE, conn).await.unwrap_or(Ok(())), false)
+        }
+        () = activity.idle(idle) => {
+            debug!("client connection idle: closing");
+            shutdown(conn.as_mut());
+            let r = tokio::select! {
+                r = conn.as_mut() => r,
+                () = cancel.cancelled() => Ok(()),
+            };
+            (r, true)
+        }
     }
 }
 

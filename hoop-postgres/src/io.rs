@@ -75,12 +75,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.stream_at = bytes.max(HEADER_LEN);
     }
 
-    /// Whether a whole message is already buffered (so the caller can hold off flushing).
-    pub fn has_frame(&self) -> bool {
-        self.large == Large::Idle
-            && matches!(peek_header(&self.buf, self.max), Ok(Some(h)) if self.buf.len() >= h.wire_len)
-    }
-
     /// Reads more bytes from the socket; `Ok(false)` at the end of the stream.
     async fn fill(&mut self) -> Result<bool, PgError> {
         if self.buf.capacity() - self.buf.len() < 4096 {
@@ -422,7 +416,7 @@ mod tests {
                 let Some(Incoming::Large(h)) = r.next_incoming().await.unwrap() else {
                     panic!("the long message is announced");
                 };
-                assert!(!r.has_frame());
+                assert!(r.buffered_frame().unwrap().is_none());
                 assert!(r.next_incoming().await.is_err(), "one message at a time");
                 assert_eq!(encode_header(&h), l.as_bytes()[..5]);
                 assert_eq!(r.start_body().unwrap(), h);
