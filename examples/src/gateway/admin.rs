@@ -256,7 +256,10 @@ async fn handle(
                     &serde_json::json!({ "session": id.to_string(), "ended": true, "by": who.subject }),
                 )
             } else {
-                error(StatusCode::NOT_FOUND, "no live session with this id")
+                error(
+                    StatusCode::NOT_FOUND,
+                    "no live session with this id (or it is already ending)",
+                )
             }
         }
         (&Method::GET, ["v1", "sessions", id, "recording"]) => {

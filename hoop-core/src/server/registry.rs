@@ -137,17 +137,19 @@ impl SessionRegistry {
         self.lock().live.len()
     }
 
-    /// Ends a live session (its adapter sees `ctx.cancel` fire). Returns whether it was live.
-    /// The session's end reason says it was killed by an operator.
+    /// Ends a live session (its adapter sees `ctx.cancel` fire). Returns whether it was live
+    /// and not already ending: a session that is being killed, or shut down, but has not yet
+    /// left the list is not killed twice. The session's end reason says it was killed by an
+    /// operator.
     pub fn kill(&self, id: SessionId) -> bool {
         let mut g = self.lock();
         match g.live.get_mut(&id) {
-            Some(l) => {
+            Some(l) if !l.cancel.is_cancelled() => {
                 l.info.end_reason = Some(String::from("killed by an operator"));
                 l.cancel.cancel();
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -272,6 +274,8 @@ mod tests {
         assert_eq!(live[0].user.as_deref(), Some("alice"));
         assert!(r.kill(id));
         assert!(cancel.is_cancelled());
+        assert!(!r.kill(id), "a session still ending is not killed twice");
+        assert_eq!(r.live_count(), 1);
         h.set_end_reason("killed");
         drop(h);
         assert_eq!(r.live_count(), 0);
