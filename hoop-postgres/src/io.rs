@@ -106,6 +106,26 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// The next message, as its wire bytes still in the read buffer, if it is buffered
+    /// whole and not longer than the streaming threshold (no read, no copy, no reference
+    /// count): a caller that copies or rewrites it into its output handles it in place,
+    /// then calls [`consume`](Self::consume) with its length. `Ok(None)` otherwise.
+    pub fn peek_buffered(&self) -> Result<Option<&[u8]>, PgError> {
+        if self.large != Large::Idle {
+            return Ok(None);
+        }
+        match peek_header(&self.buf, self.max)? {
+            Some(h) if h.wire_len <= self.stream_at => Ok(self.buf.get(..h.wire_len)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Drops the first `n` buffered bytes: the message [`peek_buffered`](Self::peek_buffered)
+    /// returned, once handled.
+    pub fn consume(&mut self, n: usize) {
+        self.buf.advance(n.min(self.buf.len()));
+    }
+
     /// The next message; `Ok(None)` on a clean end of stream between messages.
     pub async fn next(&mut self) -> Result<Option<Frame>, PgError> {
         if self.large != Large::Idle {

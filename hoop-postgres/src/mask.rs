@@ -189,12 +189,41 @@ impl CopyRowCounter {
 }
 
 /// Masks one value. Returns `None` when the value passes unchanged, `Some(None)` when it
-/// becomes NULL, `Some(Some(bytes))` when it is replaced.
+/// becomes NULL, `Some(Some(bytes))` when it is replaced. See [`mask_value_into`], which
+/// writes a replacement straight into an output buffer.
 pub fn mask_value(
     masker: &dyn Masker,
     col: Option<&Column>,
     value: &[u8],
 ) -> Option<Option<Vec<u8>>> {
+    let mut out = BytesMut::new();
+    match mask_value_into(masker, col, value, &mut out) {
+        MaskedValue::Unchanged => None,
+        MaskedValue::Null => Some(None),
+        MaskedValue::Replaced => Some(Some(out.to_vec())),
+    }
+}
+
+/// What [`mask_value_into`] did with a value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskedValue {
+    /// It passes unchanged; nothing was appended.
+    Unchanged,
+    /// It becomes NULL (a typed column whose value would change); nothing was appended.
+    Null,
+    /// Its replacement (in the column's format) was appended.
+    Replaced,
+}
+
+/// Masks one value of column `col` (`None`: a result without description, treated as
+/// text), appending a replacement to `out`; see [`MaskedValue`]. No allocation of its
+/// own: the masker writes into `out` ([`Masker::mask_prepared_into`]).
+pub fn mask_value_into(
+    masker: &dyn Masker,
+    col: Option<&Column>,
+    value: &[u8],
+    out: &mut BytesMut,
+) -> MaskedValue {
     const UNNAMED: Field<'static> = Field {
         name: None,
         table: None,
@@ -205,36 +234,46 @@ pub fn mask_value(
         Some(c) => (c.field(), &c.prepared, c.type_oid, c.format),
         None => (UNNAMED, &unprepared, 25, 0),
     };
+    let whole = |masker: &dyn Masker| {
+        if masker.masks_prepared(prepared, &field) {
+            MaskedValue::Null
+        } else {
+            MaskedValue::Unchanged
+        }
+    };
+    let start = out.len();
     let text_like = is_text_like(oid);
     if format == 1 {
         // Binary: text-like types are their UTF-8 bytes (jsonb with a version byte).
         let (prefix, body) = match (oid, value) {
             (JSONB_OID, [1, rest @ ..]) => (Some(1u8), rest),
-            (JSONB_OID, _) => return masker.masks_prepared(prepared, &field).then_some(None),
+            (JSONB_OID, _) => return whole(masker),
             _ => (None, value),
         };
         if text_like && let Ok(s) = std::str::from_utf8(body) {
-            return match masker.mask_prepared(prepared, &field, s).0 {
-                Cow::Borrowed(_) => None,
-                Cow::Owned(m) => {
-                    let mut out = Vec::with_capacity(m.len() + 1);
-                    out.extend(prefix);
-                    out.extend_from_slice(m.as_bytes());
-                    Some(Some(out))
+            out.extend(prefix);
+            return match masker.mask_prepared_into(prepared, &field, s, out) {
+                Some(_) => MaskedValue::Replaced,
+                None => {
+                    out.truncate(start);
+                    MaskedValue::Unchanged
                 }
             };
         }
-        return masker.masks_prepared(prepared, &field).then_some(None);
+        return whole(masker);
     }
     let Ok(s) = std::str::from_utf8(value) else {
         // Not UTF-8 in a text-format value (a non-UTF-8 client encoding): a field rule
         // still applies; detectors cannot.
-        return masker.masks_prepared(prepared, &field).then_some(None);
+        return whole(masker);
     };
-    match masker.mask_prepared(prepared, &field, s).0 {
-        Cow::Borrowed(_) => None,
-        Cow::Owned(m) if text_like => Some(Some(m.into_bytes())),
-        Cow::Owned(_) => Some(None),
+    match masker.mask_prepared_into(prepared, &field, s, out) {
+        None => MaskedValue::Unchanged,
+        Some(_) if text_like => MaskedValue::Replaced,
+        Some(_) => {
+            out.truncate(start);
+            MaskedValue::Null
+        }
     }
 }
 
@@ -267,8 +306,20 @@ pub fn mask_data_row_into(
     frame: &Frame,
     out: &mut BytesMut,
 ) -> Result<u32, PgError> {
+    mask_data_row_wire(masker, cols, frame.as_bytes(), out)
+}
+
+/// [`mask_data_row_into`] for a DataRow given as its wire bytes (tag, length, body), such
+/// as a message still in the read buffer.
+pub fn mask_data_row_wire(
+    masker: &dyn Masker,
+    cols: &[Column],
+    wire: &[u8],
+    out: &mut BytesMut,
+) -> Result<u32, PgError> {
     let start = out.len();
-    let r = rewrite_row(masker, cols, frame, out, start);
+    let body = wire.get(5..).unwrap_or_default();
+    let r = rewrite_row(masker, cols, body, out, start);
     if r.is_err() {
         out.truncate(start);
     }
@@ -278,11 +329,10 @@ pub fn mask_data_row_into(
 fn rewrite_row(
     masker: &dyn Masker,
     cols: &[Column],
-    frame: &Frame,
+    body: &[u8],
     out: &mut BytesMut,
     start: usize,
 ) -> Result<u32, PgError> {
-    let body = frame.body();
     let row = DataRow::parse(body)?;
     let mut started = false;
     let mut n = 0u32;
@@ -291,26 +341,60 @@ fn rewrite_row(
     for (i, v) in row.values().enumerate() {
         let v = v?;
         let wire_len = 4 + v.map_or(0, <[u8]>::len);
-        let new = v.and_then(|v| mask_value(masker, cols.get(i), v));
-        match new {
-            None if started => out.extend_from_slice(slice(body, pos, wire_len)?),
-            None => {}
-            Some(new) => {
+        // Each value is masked in place at the end of `out`, after a length field.
+        let mark = out.len();
+        let result = match v {
+            None => MaskedValue::Unchanged,
+            Some(v) => {
+                out.extend_from_slice(&[0; 4]);
+                let r = mask_value_into(masker, cols.get(i), v, out);
+                match r {
+                    MaskedValue::Replaced => {
+                        let len = i32::try_from(out.len() - mark - 4).map_err(|_| too_long())?;
+                        if let Some(field) = out.get_mut(mark..mark + 4) {
+                            field.copy_from_slice(&len.to_be_bytes());
+                        }
+                    }
+                    MaskedValue::Null => {
+                        out.truncate(mark);
+                        out.extend_from_slice(&(-1i32).to_be_bytes());
+                    }
+                    MaskedValue::Unchanged => out.truncate(mark),
+                }
+                r
+            }
+        };
+        match result {
+            MaskedValue::Unchanged if started => {
+                out.extend_from_slice(slice(body, pos, wire_len)?);
+            }
+            MaskedValue::Unchanged => {}
+            MaskedValue::Null | MaskedValue::Replaced => {
                 n += 1;
                 if !started {
-                    // The tag, a length fixed up below, and the untouched prefix.
-                    out.reserve(frame.len() + 64);
-                    out.extend_from_slice(&[tags::DATA_ROW, 0, 0, 0, 0]);
-                    out.extend_from_slice(slice(body, 0, pos)?);
-                    started = true;
-                }
-                match new {
-                    None => out.extend_from_slice(&(-1i32).to_be_bytes()),
-                    Some(bytes) => {
-                        let len = i32::try_from(bytes.len()).map_err(|_| too_long())?;
-                        out.extend_from_slice(&len.to_be_bytes());
-                        out.extend_from_slice(&bytes);
+                    // The tag, a length fixed up below, and the untouched prefix go in
+                    // front of the value just written (moved through the stack when
+                    // short, as it usually is).
+                    let prefix = slice(body, 0, pos)?;
+                    out.reserve(body.len() + 5 + 64);
+                    let mut short = [0u8; 64];
+                    match (out.get(mark..), short.get_mut(..out.len() - mark)) {
+                        (Some(value), Some(keep)) => {
+                            keep.copy_from_slice(value);
+                            out.truncate(mark);
+                            out.extend_from_slice(&[tags::DATA_ROW, 0, 0, 0, 0]);
+                            out.extend_from_slice(prefix);
+                            out.extend_from_slice(keep);
+                        }
+                        _ => {
+                            out.extend_from_slice(&[tags::DATA_ROW, 0, 0, 0, 0]);
+                            out.extend_from_slice(prefix);
+                            if let Some(tail) = out.get_mut(mark..) {
+                                tail.rotate_right(5 + prefix.len());
+                            }
+                        }
                     }
+                    started = true;
                 }
             }
         }
@@ -489,6 +573,10 @@ mod tests {
     impl Masker for AtMasker {
         fn mask<'v>(&self, field: &Field<'_>, value: &'v str) -> Cow<'v, str> {
             if field.name == Some("secret") || value.contains('@') {
+                // Long values keep their length: a long replacement.
+                if value.len() > 64 {
+                    return Cow::Owned(value.replace('@', "#"));
+                }
                 Cow::Owned("[REDACTED]".into())
             } else {
                 Cow::Borrowed(value)
@@ -534,7 +622,10 @@ mod tests {
     #[test]
     fn masked_rows_match_a_reference_encoding() {
         let cols = vec![col("a", 25, 0), col("secret", 23, 0), col("c", 25, 0)];
-        let rows: [[Option<&[u8]>; 4]; 5] = [
+        let long = [&b"a@"[..], &[b'x'; 100]].concat();
+        let rows: [[Option<&[u8]>; 4]; 7] = [
+            [Some(&long), Some(b"7"), None, Some(b"extra")],
+            [Some(b"plain"), None, Some(&long), Some(b"q@r")],
             [Some(b"x"), Some(b"7"), None, Some(b"extra")],
             [None, Some(b"7"), Some(b"a@b"), None],
             [Some(b"a@b"), None, Some(b""), Some(b"q@r")],

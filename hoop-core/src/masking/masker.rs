@@ -13,6 +13,7 @@ use super::strategy::{
 };
 use super::{Field, Masker, PreparedField};
 use aws_lc_rs::hmac;
+use bytes::BytesMut;
 use std::borrow::Cow;
 
 /// Extra passes over masked output (see [`RuleMasker::mask_counted`]).
@@ -43,6 +44,9 @@ const MAX_RESCANS: usize = 8;
 /// ```
 pub struct RuleMasker {
     field_rules: Vec<FieldRule>,
+    /// Per field rule that redacts: its fixed replacement (`[REDACTED]`,
+    /// `[REDACTED:LABEL]`), written without formatting or allocation.
+    redactions: Vec<Option<Box<str>>>,
     strategies: [Option<Strategy>; Detector::ALL.len()],
     scan: ScanConfig,
     ssn_bare: bool,
@@ -152,8 +156,20 @@ impl RuleMaskerBuilder {
             .zip(self.strategies.iter())
             .filter(|(_, s)| s.is_some())
             .fold(DetectorSet::empty(), |set, (d, _)| set.with(*d));
+        let redactions = self
+            .field_rules
+            .iter()
+            .map(|r| {
+                (r.strategy() == Strategy::Redact).then(|| {
+                    let mut out = String::new();
+                    write_redacted(&mut out, r.label());
+                    out.into_boxed_str()
+                })
+            })
+            .collect();
         Ok(RuleMasker {
             field_rules: self.field_rules,
+            redactions,
             strategies: self.strategies,
             scan: ScanConfig {
                 set,
@@ -236,6 +252,9 @@ impl RuleMasker {
     /// One pass of the detectors over `value`: the output, the number of replacements,
     /// and whether a replacement touches a non-blank byte on either side.
     fn scan_once<'v>(&self, value: &'v str, ssn_bare: bool) -> (Cow<'v, str>, u32, bool) {
+        if short_plain_number(value.as_bytes()) {
+            return (Cow::Borrowed(value), 0, false);
+        }
         let mut out: Option<String> = None;
         let mut copied = 0usize;
         let mut count = 0u32;
@@ -399,6 +418,32 @@ impl Masker for RuleMasker {
         }
     }
 
+    fn mask_prepared_into(
+        &self,
+        prepared: &PreparedField,
+        field: &Field<'_>,
+        value: &str,
+        out: &mut BytesMut,
+    ) -> Option<u32> {
+        let plan =
+            Plan::decode(prepared, self.field_rules.len()).unwrap_or_else(|| self.plan(field));
+        // A redacting field rule: its fixed replacement, no allocation.
+        if let Some(r) = plan.rule.and_then(|i| self.redactions.get(i)?.as_deref()) {
+            if value == r {
+                return None;
+            }
+            out.extend_from_slice(r.as_bytes());
+            return Some(1);
+        }
+        match self.mask_planned(plan, value) {
+            (Cow::Borrowed(_), _) => None,
+            (Cow::Owned(masked), n) => {
+                out.extend_from_slice(masked.as_bytes());
+                Some(n)
+            }
+        }
+    }
+
     fn masks_prepared(&self, prepared: &PreparedField, field: &Field<'_>) -> bool {
         match Plan::decode(prepared, self.field_rules.len()) {
             Some(plan) => plan.rule.is_some(),
@@ -413,6 +458,20 @@ impl Masker for RuleMasker {
     fn is_noop(&self) -> bool {
         self.field_rules.is_empty() && self.scan.set.is_empty()
     }
+}
+
+/// A value no detector can match, recognised without a scan: at most eight digits, with
+/// an optional leading `-` (an `int2`/`int4` column, a small count or id). Its only anchor
+/// is its first digit, and the digit detectors reject a run shorter than nine digits that
+/// is not after `+`, `(` or letters and not followed by a separator (see the scan's fast
+/// reject); the `scan_agrees_on_short_numbers` test checks the two agree.
+#[inline]
+fn short_plain_number(bytes: &[u8]) -> bool {
+    let digits = match bytes {
+        [b'-', rest @ ..] => rest,
+        _ => bytes,
+    };
+    !digits.is_empty() && digits.len() <= 8 && digits.iter().all(u8::is_ascii_digit)
 }
 
 /// Whether replacing `start..end` (by output starting with byte `first` and ending with
@@ -465,4 +524,89 @@ fn touches(bytes: &[u8], start: usize, end: usize, first: u8, last: u8) -> bool 
     let right = run_end(bytes, end, 2, sep);
     (first.is_ascii_digit() && left > 0 && left < start && at(bytes, left - 1).is_ascii_digit())
         || (last.is_ascii_digit() && right > end && at(bytes, right).is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writing into a buffer gives what `mask_prepared` returns, for rules of every
+    /// strategy, detectors, and unchanged values.
+    #[test]
+    fn mask_into_agrees_with_mask_prepared() {
+        let m = RuleMasker::builder()
+            .all_detectors(Strategy::Redact)
+            .field_rule("secret", Strategy::Redact)
+            .field_rule_labeled("pin", Strategy::Redact, "PIN")
+            .field_rule("hint", Strategy::Partial)
+            .field_rule("user", Strategy::KeyedHash)
+            .hmac_key("0123456789abcdef0123")
+            .build()
+            .unwrap();
+        for name in ["secret", "pin", "hint", "user", "note"] {
+            let f = Field::named(name);
+            let p = m.prepare(&f);
+            for v in [
+                "",
+                "x",
+                "[REDACTED]",
+                "[REDACTED:PIN]",
+                "mail a@b.co now",
+                "hello",
+            ] {
+                let mut out = BytesMut::from(&b"prefix"[..]);
+                let got = m.mask_prepared_into(&p, &f, v, &mut out);
+                let (want, n) = m.mask_prepared(&p, &f, v);
+                match want {
+                    Cow::Borrowed(_) => {
+                        assert_eq!(got, None, "{name} {v:?}");
+                        assert_eq!(&out[..], b"prefix");
+                    }
+                    Cow::Owned(w) => {
+                        assert_eq!(got, Some(n), "{name} {v:?}");
+                        assert_eq!(&out[6..], w.as_bytes(), "{name} {v:?}");
+                    }
+                }
+                // Unprepared: the same answer.
+                let mut again = BytesMut::from(&b"prefix"[..]);
+                let unprepared = m.mask_prepared_into(&PreparedField::default(), &f, v, &mut again);
+                assert_eq!((unprepared, &again[..]), (got, &out[..]), "{name} {v:?}");
+            }
+        }
+    }
+
+    /// The shortcut in `scan_once` skips exactly values the scan would leave alone.
+    #[test]
+    fn scan_agrees_on_short_numbers() {
+        let m = RuleMasker::builder()
+            .all_detectors(Strategy::Redact)
+            .ssn_bare_digits(true)
+            .build()
+            .unwrap();
+        let mut values: Vec<String> = Vec::new();
+        for len in 1..=8 {
+            for d in 0..=9u8 {
+                let v: String = (0..len).map(|i| char::from(b'0' + (d + i) % 10)).collect();
+                values.push(format!("-{v}"));
+                values.push(v);
+            }
+        }
+        values.extend(["0", "-0", "99999999", "-12345678", "4111", "2147483647"].map(String::from));
+        for v in &values {
+            let shortcut = short_plain_number(v.as_bytes());
+            assert_eq!(shortcut, v.trim_start_matches('-').len() <= 8, "{v}");
+            for ssn_bare in [false, true] {
+                let hits = Scan::new(v, &m.scan, ssn_bare).count();
+                if shortcut {
+                    assert_eq!(hits, 0, "{v} (ssn_bare {ssn_bare})");
+                }
+            }
+        }
+        // Not short numbers: a separator, a sign, nine digits.
+        for v in ["", "-", "+1234", "12 34", "123456789", "1.5", "1e5", "12a"] {
+            assert!(!short_plain_number(v.as_bytes()), "{v}");
+        }
+        // A nine-digit run is still scanned (a bare SSN when the option is on).
+        assert_eq!(m.mask(&Field::anonymous(), "536901234"), "[REDACTED:SSN]");
+    }
 }

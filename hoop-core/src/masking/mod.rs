@@ -62,6 +62,8 @@ pub use strategy::Strategy;
 
 use std::borrow::Cow;
 
+use bytes::BytesMut;
+
 /// What is known of the field a value belongs to.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Field<'a> {
@@ -168,6 +170,44 @@ pub trait Masker: Send + Sync {
     ) -> (Cow<'v, str>, u32) {
         let _ = prepared;
         self.mask_counted(field, value)
+    }
+
+    /// [`mask_prepared`](Masker::mask_prepared) that appends a changed value to `out`
+    /// instead of returning it: `None` when `value` passes unchanged (nothing is
+    /// appended), `Some(n)` when its masked form, holding `n` masked values, was appended.
+    /// For adapters that copy masked values into an output buffer anyway: a masker can
+    /// write there directly and save an allocation per masked value.
+    ///
+    /// The default appends what [`mask_prepared`](Masker::mask_prepared) returns.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use hoop_core::masking::{Field, Masker, RuleMasker, Strategy};
+    ///
+    /// let masker = RuleMasker::builder()
+    ///     .field_rule("email", Strategy::Redact)
+    ///     .build()
+    ///     .unwrap();
+    /// let column = Field::named("email");
+    /// let plan = masker.prepare(&column);
+    /// let mut out = BytesMut::new();
+    /// assert_eq!(masker.mask_prepared_into(&plan, &column, "a@example.com", &mut out), Some(1));
+    /// assert_eq!(&out[..], b"[REDACTED]");
+    /// ```
+    fn mask_prepared_into(
+        &self,
+        prepared: &PreparedField,
+        field: &Field<'_>,
+        value: &str,
+        out: &mut BytesMut,
+    ) -> Option<u32> {
+        match self.mask_prepared(prepared, field, value) {
+            (Cow::Borrowed(_), _) => None,
+            (Cow::Owned(masked), n) => {
+                out.extend_from_slice(masked.as_bytes());
+                Some(n)
+            }
+        }
     }
 
     /// [`masks_field`](Masker::masks_field) for a field prepared by

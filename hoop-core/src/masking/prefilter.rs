@@ -134,8 +134,8 @@ impl AnchorTable {
 
     /// The anchor mask of the sixteen bytes at `base` (byte `j` of the result is non-zero
     /// when `base + j` is an anchor), or `None` when the block and its neighbours
-    /// (`base - 2 .. base + 20`) are not all inside `bytes`: the caller then classifies
-    /// single bytes with [`is_anchor_at`](Self::is_anchor_at).
+    /// (`base - 2 .. base + 20`) are not all inside `bytes`: the caller then classifies a
+    /// padded window with [`padded_block`](Self::padded_block).
     #[inline(always)]
     pub(crate) fn block(&self, bytes: &[u8], base: usize) -> Option<u128> {
         if self.all {
@@ -186,7 +186,32 @@ impl AnchorTable {
         Some(out)
     }
 
-    /// Whether the single byte at `i` is an anchor (for the edges of the value).
+    /// The anchor mask of the (up to) sixteen bytes at `base`, for any `base`: the block
+    /// and its neighbours are copied into a zero-padded window, so the edges of a value
+    /// (where [`block`](Self::block) answers `None`) cost one block instead of a byte
+    /// loop. Same classification as [`is_anchor_at`](Self::is_anchor_at): bytes outside
+    /// the value count as 0, and lanes at or past the end are never anchors.
+    #[inline]
+    pub(crate) fn padded_block(&self, bytes: &[u8], base: usize) -> u128 {
+        let mut buf = [0u8; BLOCK + 6];
+        // buf[j] holds bytes[base - 2 + j]; up to two leading lanes stay 0 near the start.
+        let from = base.saturating_sub(2);
+        let lead = 2 - (base - from);
+        let src = bytes.get(from..).unwrap_or(&[]);
+        let n = src.len().min(BLOCK + 6 - lead);
+        if let (Some(dst), Some(src)) = (buf.get_mut(lead..lead + n), src.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        let m = self.block(&buf, 2).unwrap_or(0);
+        match bytes.len().saturating_sub(base) {
+            valid if valid >= BLOCK => m,
+            valid => m & ((1u128 << (8 * valid)) - 1),
+        }
+    }
+
+    /// Whether the single byte at `i` is an anchor: the reference the block forms are
+    /// tested against.
+    #[cfg(test)]
     pub(crate) fn is_anchor_at(&self, bytes: &[u8], i: usize) -> bool {
         let b = |k: Option<usize>| k.map_or(0, |k| at(bytes, k));
         let f = |a: &Lanes| a.first().copied().unwrap_or(0);
@@ -327,6 +352,26 @@ mod tests {
         assert_eq!(t.next(b"a very long line of text -----BEGIN", 0), Some(26));
         let only_email = AnchorTable::new(DetectorSet::empty().with(Detector::Email));
         assert_eq!(only_email.next(b"123 - : x@y", 0), Some(9));
+    }
+
+    #[test]
+    fn padded_blocks_agree_with_single_bytes() {
+        let t = AnchorTable::new(DetectorSet::all());
+        let text = b"x 4111 1111 @ a:b 12:30 AKIA eyJ --x ghp_ xoxb- m/ 123456789 +1 (55";
+        for len in 0..=text.len() {
+            let v = &text[..len];
+            for base in 0..len + 3 {
+                let m = t.padded_block(v, base);
+                for j in 0..BLOCK {
+                    let byte = ((m >> (8 * j)) & 0xff) != 0;
+                    let i = base + j;
+                    assert_eq!(byte, i < len && t.is_anchor_at(v, i), "{i} in {len}");
+                }
+                if let Some(b) = t.block(v, base) {
+                    assert_eq!(b, m, "{base} in {len}");
+                }
+            }
+        }
     }
 
     #[test]

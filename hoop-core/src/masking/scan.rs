@@ -56,13 +56,6 @@ impl<'t, 'c> Scan<'t, 'c> {
             return None;
         }
         let mut base = pos;
-        while base < 2 && base < bytes.len() {
-            self.mask_base = usize::MAX;
-            if self.cfg.anchors.is_anchor_at(bytes, base) {
-                return Some(base);
-            }
-            base += 1;
-        }
         if let Some(off) = pos.checked_sub(self.mask_base).filter(|&o| o < BLOCK) {
             let m = self.mask & (u128::MAX << (8 * off));
             if m != 0 {
@@ -70,7 +63,13 @@ impl<'t, 'c> Scan<'t, 'c> {
             }
             base = self.mask_base + BLOCK;
         }
-        while let Some(m) = self.cfg.anchors.block(bytes, base) {
+        while base < bytes.len() {
+            // Inside the value a block reads its neighbours in place; at its edges they
+            // are copied into a padded window.
+            let m = match self.cfg.anchors.block(bytes, base) {
+                Some(m) => m,
+                None => self.cfg.anchors.padded_block(bytes, base),
+            };
             if m != 0 {
                 self.mask = m;
                 self.mask_base = base;
@@ -78,8 +77,7 @@ impl<'t, 'c> Scan<'t, 'c> {
             }
             base += BLOCK;
         }
-        self.mask_base = usize::MAX;
-        (base..bytes.len()).find(|&i| self.cfg.anchors.is_anchor_at(bytes, i))
+        None
     }
 
     pub(crate) fn new(text: &'t str, cfg: &'c ScanConfig, ssn_bare: bool) -> Self {

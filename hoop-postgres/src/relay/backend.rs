@@ -18,9 +18,22 @@ use crate::error::PgError;
 use crate::io::{FrameReader, FrameWriter, HEADER_LEN, Incoming, encode_header};
 use crate::mask::{
     Column, CopyFormat, CopyRowCounter, columns, mask_copy_row, mask_data_row_into,
-    mask_error_fields, mask_value, redact_whole,
+    mask_data_row_wire, mask_error_fields, mask_value, redact_whole,
 };
 use crate::messages::{CommandComplete, CopyResponse, ErrorFields, RowDescription, tags};
+
+/// The columns describing a DataRow: rows of an Execute are described by their portal,
+/// rows of a simple query by the RowDescription just before them.
+fn row_columns<'c>(
+    queue: &'c VecDeque<Expect>,
+    portals: &'c HashMap<String, Vec<Column>>,
+    current: Option<&'c [Column]>,
+) -> &'c [Column] {
+    match queue.front() {
+        Some(Expect::Execute { portal, .. }) => portals.get(portal).map_or(&[], Vec::as_slice),
+        _ => current.unwrap_or(&[]),
+    }
+}
 
 /// Type OID used for a column whose type is not known (no Describe was seen): never
 /// treated as text-like, so a masked value becomes NULL rather than corrupting it.
@@ -182,6 +195,12 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
     /// Runs until the target closes or `stop` fires.
     pub async fn run(&mut self, stop: &CancellationToken) -> Result<BackendEnd, PgError> {
         loop {
+            // A DataRow already buffered whole is copied, or masked, into the client's
+            // output straight from the read buffer: no frame of its own.
+            if self.row_in_place()? {
+                self.writer.flush_if_full().await?;
+                continue;
+            }
             // A message already buffered arrived with the last read: it is taken without
             // the select below (a burst of rows costs no wake-up bookkeeping per row),
             // and only a read from the socket marks activity (one clock read per burst).
@@ -408,6 +427,39 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
         Ok(Frame::new(tags::COPY_DATA, &body))
     }
 
+    /// Handles the next message in place if it is a DataRow buffered whole: copied to
+    /// the client's output, or rewritten there. Returns whether it did.
+    fn row_in_place(&mut self) -> Result<bool, PgError> {
+        let is_row = |r: &FrameReader<R>| -> Result<bool, PgError> {
+            Ok(r.peek_buffered()?.and_then(<[u8]>::first) == Some(&tags::DATA_ROW))
+        };
+        if !is_row(&self.reader)? {
+            return Ok(false);
+        }
+        let noop = self.masker.is_noop();
+        if !noop {
+            // The description of the rows may wait in the expectation channel.
+            self.front();
+        }
+        let Some(wire) = self.reader.peek_buffered()? else {
+            return Ok(false);
+        };
+        let len = wire.len();
+        self.progress.rows += 1;
+        let out = self.writer.queue_mut();
+        if noop {
+            out.extend_from_slice(wire);
+        } else {
+            let cols = row_columns(&self.queue, &self.portals, self.current.as_deref());
+            match mask_data_row_wire(self.masker, cols, wire, out)? {
+                0 => out.extend_from_slice(wire),
+                n => self.progress.masked += u64::from(n),
+            }
+        }
+        self.reader.consume(len);
+        Ok(true)
+    }
+
     /// Processes one target message; returns what to send to the client.
     fn handle(&mut self, frame: Frame) -> Result<Option<Frame>, PgError> {
         match frame.tag() {
@@ -417,14 +469,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
                     return Ok(Some(frame));
                 }
                 self.front();
-                // Rows of an Execute are described by their portal; rows of a simple
-                // query by the RowDescription just before them.
-                let cols: &[Column] = match self.queue.front() {
-                    Some(Expect::Execute { portal, .. }) => {
-                        self.portals.get(portal).map_or(&[], Vec::as_slice)
-                    }
-                    _ => self.current.as_deref().unwrap_or(&[]),
-                };
+                let cols = row_columns(&self.queue, &self.portals, self.current.as_deref());
                 // A rewritten row is built straight into the client's output buffer.
                 let n = mask_data_row_into(self.masker, cols, &frame, self.writer.queue_mut())?;
                 if n == 0 {
