@@ -1303,7 +1303,7 @@ fn sighup_reloads_masking_rules_for_new_sessions() {
     std::fs::write(&cfg, format!("{base}{redact}")).unwrap();
     let script = format!(
         "{query};\n\\! kill -HUP {pid}\n\
-         \\! until grep -q 'masking reloaded' {log}; do sleep 0.05; done\n{query};\n",
+         \\! for i in $(seq 400); do grep -q 'masking reloaded' {log} && break; sleep 0.05; done\n{query};\n",
         pid = gw.pid(),
         log = log.display(),
     );
