@@ -10,13 +10,16 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hoop_core::auth::hash_token;
 use hoop_examples::gateway::{Gateway, config};
 use hoop_examples::replay;
 use hoop_testkit::postgres::{PgOptions, PgServer};
+
+mod common;
+use common::{GatewayProcess, example_binary, psql};
 
 const ALICE: &str = "alice-token-0123456789abcdef";
 const OPS: &str = "ops-admin-token-0123456789abcdef";
@@ -228,24 +231,8 @@ async fn webhook_server(
     (addr, ca_path, rx)
 }
 
-/// `target/<profile>/examples/<name>` next to this test binary (`target/<profile>/deps/`).
-fn example_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    profile_dir.join("examples").join(name)
-}
-
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
-}
-
-fn psql(conn: &str, script: &str, stop_on_error: bool) -> Output {
-    let mut c = Command::new("psql");
-    c.arg(conn).args(["-X", "-A", "-t"]);
-    if stop_on_error {
-        c.args(["-v", "ON_ERROR_STOP=1"]);
-    }
-    c.args(["-c", script]).output().unwrap()
 }
 
 /// `curl` against the admin API: (status, body).
@@ -856,6 +843,7 @@ fn binary_reloads_on_sighup_and_drains_on_sigterm() {
     wait_log("certificates reloaded");
     wait_log("policy reloaded");
     wait_log("static tokens reloaded");
+    wait_log("masking reloaded: off");
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -1050,84 +1038,6 @@ async fn http_listener_masks_an_nginx_upstream() {
     assert!(body.contains("[REDACTED:EMAIL]"), "{body}");
     assert!(!body.contains("ann@example.com"), "{body}");
     gw.shutdown(Duration::from_secs(5)).await;
-}
-
-/// The compiled gateway running one configuration; SIGTERM'd (and reaped) on drop.
-struct GatewayProcess {
-    child: std::process::Child,
-    /// `(listener name, address)` from the banner.
-    listeners: Vec<(String, std::net::SocketAddr)>,
-}
-
-impl GatewayProcess {
-    /// Starts the binary on `cfg` and reads its banner; `None` when it is not built.
-    fn start(cfg: &Path, log: &Path) -> Option<GatewayProcess> {
-        use std::io::{BufRead, BufReader};
-        let bin = example_binary("gateway");
-        if !bin.is_file() {
-            eprintln!(
-                "note: {} not built (cargo build -p hoop-examples --examples); skipped",
-                bin.display()
-            );
-            return None;
-        }
-        let mut child = Command::new(&bin)
-            .arg("--config")
-            .arg(cfg)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut listeners = Vec::new();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            // "  listener NAME (PROTOCOL) on ADDR: resources: ..."
-            if let Some(rest) = line.trim().strip_prefix("listener ") {
-                let (name, rest) = rest.split_once(' ').unwrap();
-                let addr = rest.split(" on ").nth(1).unwrap();
-                let addr = addr.split_once(": ").map_or(addr, |(a, _)| a);
-                listeners.push((name.to_owned(), addr.parse().unwrap()));
-            }
-            if line.starts_with("Try:") {
-                break;
-            }
-        }
-        // Keep reading: a closed pipe would fail the gateway's next banner line.
-        std::thread::spawn(move || lines.for_each(drop));
-        assert!(
-            !listeners.is_empty(),
-            "no banner; stderr:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        Some(GatewayProcess { child, listeners })
-    }
-
-    fn addr(&self, name: &str) -> std::net::SocketAddr {
-        self.listeners.iter().find(|(n, _)| n == name).unwrap().1
-    }
-
-    /// SIGTERM, then the exit code.
-    fn stop(mut self) -> Option<i32> {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        self.child.wait().unwrap().code()
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// `curl` to the gateway at `port` for the URL host `host` (resolved to 127.0.0.1),
@@ -1326,5 +1236,127 @@ fn single_thread_runtime_serves_psql() {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42|app");
+    assert_eq!(gw.stop(), Some(0));
+}
+
+/// SIGHUP reloads the masking rules of the compiled gateway: a session already running
+/// keeps the rules it started with, a new session gets the new ones; a broken masking
+/// section is logged as an error and the rules in force stay (never "no masking").
+#[test]
+fn sighup_reloads_masking_rules_for_new_sessions() {
+    let pg = PgServer::start(PgOptions {
+        users: vec![("app".into(), "app-secret".into())],
+        databases: vec!["appdb".into()],
+        ..PgOptions::default()
+    });
+    pg.psql(
+        "appdb",
+        "CREATE TABLE customers (id int, email text, card text); \
+         INSERT INTO customers VALUES (1, 'alice@example.com', 'card-0001'); \
+         ALTER TABLE customers OWNER TO app;",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("tokens"),
+        format!("alice:dev:{}\n", hash_token(ALICE)),
+    )
+    .unwrap();
+    std::fs::write(d.join("pgpass"), "app-secret\n").unwrap();
+    let base = format!(
+        "[data]\ndir = \"{d}\"\n\
+         [[listeners]]\nname = \"pg\"\nprotocol = \"postgres\"\nbind = \"127.0.0.1:0\"\n\
+         [[resources]]\nname = \"appdb\"\nprotocol = \"postgres\"\nlistener = \"pg\"\ntarget = \"127.0.0.1:{port}\"\n\
+         database = \"appdb\"\nuser = \"app\"\npassword_file = \"{d}/pgpass\"\n\
+         tls = {{ ca_file = \"{ca}\", server_name = \"localhost\" }}\n\
+         [identity]\nstatic_tokens_file = \"{d}/tokens\"\n[admin]\nenabled = false\n",
+        d = d.display(),
+        port = pg.port,
+        ca = pg.ca_path().display(),
+    );
+    let partial = "[[masking.detectors]]\ndetector = \"email\"\nstrategy = \"partial\"\n";
+    let redact = "[[masking.detectors]]\ndetector = \"email\"\nstrategy = \"redact\"\n\
+                  [[masking.field_rules]]\npattern = \"card\"\nlabel = \"CARD\"\n";
+    let cfg = d.join("gw.toml");
+    std::fs::write(&cfg, format!("{base}{partial}")).unwrap();
+    let log = d.join("stderr.log");
+    let Some(gw) = GatewayProcess::start(&cfg, &log) else {
+        return;
+    };
+    let conn = format!(
+        "host=localhost port={} dbname=appdb user=alice password={ALICE} sslmode=verify-full sslrootcert={}",
+        gw.addr("pg").port(),
+        d.join("dev-ca.crt").display()
+    );
+    let query = "SELECT email, card FROM customers";
+    let out = psql(&conn, query, true);
+    let rows = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        rows.trim(),
+        "a***@example.com|card-0001",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // New rules in the file. One session runs a query, sends SIGHUP from inside psql,
+    // waits for the reload in the log, and runs the query again: it keeps its rules.
+    std::fs::write(&cfg, format!("{base}{redact}")).unwrap();
+    let script = format!(
+        "{query};\n\\! kill -HUP {pid}\n\
+         \\! for i in $(seq 400); do grep -q 'masking reloaded' {log} && break; sleep 0.05; done\n{query};\n",
+        pid = gw.pid(),
+        log = log.display(),
+    );
+    let out = Command::new("psql")
+        .arg(&conn)
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin.take().unwrap().write_all(script.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let rows = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        rows.trim().lines().collect::<Vec<_>>(),
+        ["a***@example.com|card-0001", "a***@example.com|card-0001"],
+        "a running session keeps the rules it started with"
+    );
+    let text = gw.wait_log("masking reloaded", 1);
+    assert!(text.contains("1 detector(s), 1 field rule(s)"), "{text}");
+    // A new session gets the new rules.
+    let out = psql(&conn, query, true);
+    let rows = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(rows.trim(), "[REDACTED:EMAIL]|[REDACTED:CARD]");
+
+    // A broken masking section: an error in the log, the rules in force stay.
+    std::fs::write(
+        &cfg,
+        format!("{base}[[masking.detectors]]\ndetector = \"emial\"\n"),
+    )
+    .unwrap();
+    gw.signal("HUP");
+    let text = gw.wait_log("configuration not reloaded", 1);
+    let line = text
+        .lines()
+        .find(|l| l.contains("configuration not reloaded"))
+        .unwrap();
+    assert!(
+        line.contains("ERROR") && line.contains("masking.detectors"),
+        "{line}"
+    );
+    assert_eq!(text.matches("masking reloaded").count(), 1, "{text}");
+    let out = psql(&conn, query, true);
+    let rows = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(rows.trim(), "[REDACTED:EMAIL]|[REDACTED:CARD]");
     assert_eq!(gw.stop(), Some(0));
 }

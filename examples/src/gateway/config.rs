@@ -53,7 +53,8 @@ pub struct Config {
     #[serde(default)]
     pub policy: Option<PolicyConfig>,
     /// `[masking]` with `[[masking.detectors]]` and `[[masking.field_rules]]`
-    /// (`hoop_core::masking::MaskingConfig`); absent: nothing is masked.
+    /// (`hoop_core::masking::MaskingConfig`); absent: nothing is masked. SIGHUP reloads
+    /// it for new sessions (running sessions keep the rules they started with).
     #[serde(default)]
     pub masking: Option<MaskingConfig>,
     /// `[recording]`.
@@ -68,7 +69,8 @@ pub struct Config {
     /// `[runtime]`: the async runtime the gateway runs on.
     #[serde(default)]
     pub runtime: RuntimeSection,
-    /// The file this configuration was read from (SIGHUP re-reads its policy).
+    /// The file this configuration was read from (SIGHUP re-reads its policy and
+    /// masking rules).
     #[serde(skip)]
     pub source: Option<PathBuf>,
 }
@@ -252,8 +254,16 @@ pub struct OidcSection {
     pub groups_claim: Option<String>,
     /// Claim holding the subject (default `sub`).
     pub subject_claim: Option<String>,
-    /// CA bundle to verify the issuer with; absent: the Mozilla roots.
+    /// CA bundle (PEM) that verifies the issuer's HTTPS server (discovery document and
+    /// key set); absent: the Mozilla roots. There is no way to skip this verification.
     pub ca_file: Option<PathBuf>,
+    /// Fewest seconds between two fetches of the key set (default 10, at least 1). A
+    /// token signed with a key the gateway does not know yet (the issuer rotated its
+    /// keys) makes the gateway fetch the key set again, at most once per this interval.
+    pub jwks_min_refresh_seconds: Option<u64>,
+    /// Age in seconds after which the key set is fetched again in the background
+    /// (default 600).
+    pub jwks_refresh_seconds: Option<u64>,
 }
 
 /// `[recording]`.
@@ -471,6 +481,22 @@ impl Config {
                 && !u.starts_with("https://")
             {
                 return Err(ConfigError::new(k("jwks_url"), "must be an https:// URL"));
+            }
+            if o.jwks_min_refresh_seconds == Some(0) {
+                // Zero would let a flood of tokens with made-up key ids hammer the issuer.
+                return Err(ConfigError::new(
+                    k("jwks_min_refresh_seconds"),
+                    "must be at least 1",
+                ));
+            }
+            if o.jwks_refresh_seconds == Some(0) {
+                return Err(ConfigError::new(
+                    k("jwks_refresh_seconds"),
+                    "must be at least 1",
+                ));
+            }
+            if let Some(ca) = &o.ca_file {
+                check_file(&k("ca_file"), ca)?;
             }
         }
         if let Some(p) = &self.policy {
@@ -862,6 +888,23 @@ mod tests {
         assert_eq!(e.key, "identity.oidc[0].issuer", "{e}");
         parse("[[identity.oidc]]\nissuer = \"https://idp\"\naudience = \"hoop\"\ngroups_claim = \"roles\"\n")
             .unwrap();
+    }
+
+    #[test]
+    fn oidc_key_set_timing_and_trust() {
+        let base = "[[identity.oidc]]\nissuer = \"https://idp\"\naudience = \"hoop\"\n";
+        parse(&format!(
+            "{base}jwks_min_refresh_seconds = 1\njwks_refresh_seconds = 60\n"
+        ))
+        .unwrap();
+        let e = parse(&format!("{base}jwks_min_refresh_seconds = 0\n")).unwrap_err();
+        assert_eq!(e.key, "identity.oidc[0].jwks_min_refresh_seconds", "{e}");
+        let e = parse(&format!("{base}jwks_refresh_seconds = 0\n")).unwrap_err();
+        assert_eq!(e.key, "identity.oidc[0].jwks_refresh_seconds", "{e}");
+        let e = parse(&format!("{base}ca_file = \"/nonexistent/idp-ca.pem\"\n")).unwrap_err();
+        assert_eq!(e.key, "identity.oidc[0].ca_file", "{e}");
+        let e = parse(&format!("{base}insecure = true\n")).unwrap_err();
+        assert_eq!(e.key, "identity.oidc[0].insecure", "{e}");
     }
 
     #[test]

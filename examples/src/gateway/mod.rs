@@ -23,7 +23,7 @@ use hoop_core::approval::InMemoryGate;
 use hoop_core::server::{ServerHandle, SessionRegistry, ShutdownReport};
 use hoop_core::tls::ServerTls;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 pub use config::{Config, ConfigError};
 use metrics::Metrics;
@@ -69,6 +69,7 @@ pub struct Gateway {
     gate: InMemoryGate,
     metrics: Arc<Metrics>,
     policy: Arc<reload::SwappablePolicy>,
+    services: Arc<reload::SessionServices>,
     tokens: Arc<reload::SwappableTokens>,
     tokens_file: Option<PathBuf>,
     source: Option<PathBuf>,
@@ -159,26 +160,42 @@ impl Gateway {
     }
 
     /// Replaces the policy with the `[policy]` of `config` (the built-in default when it
-    /// has none). Other sections need a restart to take effect.
+    /// has none). Other sections need a restart to take effect, except masking
+    /// ([`reload_masking`](Self::reload_masking)).
     pub fn reload_policy(&self, config: &Config) -> Result<(), ConfigError> {
-        let (policy, text): (Arc<dyn hoop_core::Policy>, String) = match &config.policy {
-            Some(p) => {
-                let rp = hoop_core::policy::RulePolicy::from_config(p).map_err(|e| {
-                    ConfigError::new(
-                        format!("policy.rules[{}].{}", e.index.saturating_sub(1), e.key),
-                        e.message,
-                    )
-                })?;
-                let n = rp.rules().len();
-                (Arc::new(rp), format!("{n} rule(s)"))
-            }
-            None => (
-                Arc::new(setup::default_policy()),
-                String::from("built-in default"),
-            ),
-        };
+        let (policy, text) = policy_of(config)?;
         self.policy.replace(policy);
         info!(policy = %text, "policy reloaded");
+        Ok(())
+    }
+
+    /// Replaces the masking rules with the `[masking]` of `config` (none when it has no
+    /// such section) for the sessions that start from now on; sessions already running
+    /// keep the rules they started with. A section that does not build is an error and
+    /// the current rules stay in force.
+    pub fn reload_masking(&self, config: &Config) -> Result<(), ConfigError> {
+        let (masker, text) = setup::masker_of(config, &self.metrics)?;
+        self.install_masker(masker, &text, config.masking.is_some());
+        Ok(())
+    }
+
+    fn install_masker(&self, masker: Arc<dyn hoop_core::Masker>, text: &str, on: bool) {
+        self.services.replace_masker(masker);
+        if on {
+            info!(masking = %text, "masking reloaded");
+        } else {
+            warn!("masking reloaded: off (the configuration has no [masking] section)");
+        }
+    }
+
+    /// Replaces the policy and the masking rules with those of `config`, both or
+    /// neither: when either does not build, nothing changes and the error is returned.
+    pub fn reload_config(&self, config: &Config) -> Result<(), ConfigError> {
+        let (policy, policy_text) = policy_of(config)?;
+        let (masker, masking_text) = setup::masker_of(config, &self.metrics)?;
+        self.policy.replace(policy);
+        info!(policy = %policy_text, "policy reloaded");
+        self.install_masker(masker, &masking_text, config.masking.is_some());
         Ok(())
     }
 
@@ -199,8 +216,9 @@ impl Gateway {
     }
 
     /// SIGHUP: reloads the certificates, the static tokens and, when the gateway was
-    /// started from a file, the policy of that file (a bad file keeps the current policy
-    /// and logs why).
+    /// started from a file, the policy and the masking rules of that file
+    /// ([`reload_config`](Self::reload_config)). A file that does not load (a broken
+    /// policy or masking section among others) changes neither, and the error is logged.
     pub fn reload(&self) {
         let failed = self.reload_certificates();
         if failed.is_empty() {
@@ -210,13 +228,12 @@ impl Gateway {
             warn!("static tokens not reloaded: {e}");
         }
         if let Some(path) = &self.source {
-            match config::load(path) {
-                Ok(c) => {
-                    if let Err(e) = self.reload_policy(&c) {
-                        warn!("policy not reloaded: {e}");
-                    }
-                }
-                Err(e) => warn!("policy not reloaded: {e}"),
+            let result = config::load(path).and_then(|c| self.reload_config(&c));
+            if let Err(e) = result {
+                error!(
+                    file = %path.display(),
+                    "configuration not reloaded, the current policy and masking rules stay in force: {e}"
+                );
             }
         }
     }
@@ -241,8 +258,29 @@ impl Gateway {
     }
 }
 
+/// The policy of `config` (the built-in default when it has none) and a description.
+fn policy_of(config: &Config) -> Result<(Arc<dyn hoop_core::Policy>, String), ConfigError> {
+    Ok(match &config.policy {
+        Some(p) => {
+            let rp = hoop_core::policy::RulePolicy::from_config(p).map_err(|e| {
+                ConfigError::new(
+                    format!("policy.rules[{}].{}", e.index.saturating_sub(1), e.key),
+                    e.message,
+                )
+            })?;
+            let n = rp.rules().len();
+            (Arc::new(rp), format!("{n} rule(s)"))
+        }
+        None => (
+            Arc::new(setup::default_policy()),
+            String::from("built-in default"),
+        ),
+    })
+}
+
 /// Runs a gateway until `shutdown` completes or SIGTERM / SIGINT arrives, then drains
-/// gracefully ([`DRAIN_DEADLINE`]). SIGHUP reloads certificates, tokens and policy ([`Gateway::reload`]). Prints the banner.
+/// gracefully ([`DRAIN_DEADLINE`]). SIGHUP reloads certificates, tokens, policy and masking rules
+/// ([`Gateway::reload`]). Prints the banner.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
@@ -285,7 +323,7 @@ async fn wait_for_stop(gw: &Gateway, shutdown: impl Future<Output = ()>) {
             _ = term.recv() => { info!("SIGTERM received"); return }
             _ = int.recv() => { info!("SIGINT received"); return }
             _ = hup.recv() => {
-                info!("SIGHUP received: reloading certificates, tokens and policy");
+                info!("SIGHUP received: reloading certificates, tokens, policy and masking");
                 gw.reload();
             }
         }

@@ -1,10 +1,14 @@
-//! Parts the gateway can swap while it runs (SIGHUP): the policy and the static tokens.
+//! Parts the gateway can swap while it runs (SIGHUP): the policy, the static tokens and
+//! the masking rules.
 
 use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use hoop_core::auth::StaticTokenAuthenticator;
-use hoop_core::{AuthError, Authenticator, Credential, Decision, Identity, Policy, Request};
+use hoop_core::{
+    Adapter, AuthError, Authenticator, ClientConn, Credential, Decision, Identity, Masker, Policy,
+    Request, Services, SessionCtx,
+};
 
 /// A policy that can be replaced while the gateway runs (SIGHUP): each decision uses
 /// the policy in force when it starts.
@@ -83,5 +87,100 @@ impl Authenticator for SwappableTokens {
     async fn authenticate(&self, credential: &Credential<'_>) -> Result<Identity, AuthError> {
         let t = self.get();
         t.authenticate(credential).await
+    }
+}
+
+/// The [`Services`] new sessions start with, replaceable while the gateway runs (a SIGHUP
+/// with new masking rules stores a new snapshot).
+///
+/// Each session takes the snapshot in force when it starts ([`SnapshotAdapter`]) and keeps
+/// it to its end: a session already running keeps the masking rules it started with, new
+/// sessions get the new ones. Taking a snapshot is one read lock and one `Arc` clone per
+/// session; masking a value takes no lock at all (the masker is reached through the
+/// session's own `Arc<Services>`), and a field prepared by one masker is never handed to
+/// another.
+pub struct SessionServices {
+    current: RwLock<Arc<Services>>,
+}
+
+impl SessionServices {
+    /// Starts with `services`.
+    pub fn new(services: Arc<Services>) -> Self {
+        SessionServices {
+            current: RwLock::new(services),
+        }
+    }
+
+    /// The snapshot for a session starting now.
+    pub fn current(&self) -> Arc<Services> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the masker for the sessions that start from now on.
+    pub fn replace_masker(&self, masker: Arc<dyn Masker>) {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let mut next = Services::clone(&current);
+        next.masker = masker;
+        *current = Arc::new(next);
+    }
+}
+
+/// Hands each session of `inner` the [`SessionServices`] snapshot in force when the
+/// session starts.
+pub struct SnapshotAdapter {
+    inner: Arc<dyn Adapter>,
+    services: Arc<SessionServices>,
+}
+
+impl SnapshotAdapter {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Adapter>, services: Arc<SessionServices>) -> Self {
+        SnapshotAdapter { inner, services }
+    }
+}
+
+#[async_trait]
+impl Adapter for SnapshotAdapter {
+    fn protocol(&self) -> &'static str {
+        self.inner.protocol()
+    }
+
+    async fn serve(&self, conn: ClientConn, mut ctx: SessionCtx) -> hoop_core::error::Result<()> {
+        ctx.services = self.services.current();
+        self.inner.serve(conn, ctx).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use hoop_core::masking::{Field, NoMasking, RuleMasker, Strategy};
+
+    use super::*;
+
+    #[test]
+    fn a_snapshot_keeps_its_masker_after_a_replace() {
+        let auth: Arc<dyn Authenticator> = Arc::new(hoop_core::auth::AuthenticatorChain::new());
+        let mut s = Services::new(auth);
+        s.masker = Arc::new(NoMasking);
+        let swap = SessionServices::new(Arc::new(s));
+        let before = swap.current();
+        let rules = RuleMasker::builder()
+            .field_rule("email", Strategy::Redact)
+            .build()
+            .unwrap();
+        swap.replace_masker(Arc::new(rules));
+        let after = swap.current();
+        let f = Field::named("email");
+        assert!(matches!(
+            before.masker.mask(&f, "a@example.com"),
+            Cow::Borrowed(_)
+        ));
+        assert_ne!(after.masker.mask(&f, "a@example.com"), "a@example.com");
+        assert_eq!(before.approval_hold, after.approval_hold);
     }
 }

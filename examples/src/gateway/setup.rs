@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use hoop_core::approval::{GateConfig, InMemoryGate, WebhookConfig, WebhookNotifier};
 use hoop_core::auth::{
-    AuthenticatorChain, CertSubjectSource, ClientCertAuthenticator, OidcAuthenticator, OidcConfig,
-    StaticToken, StaticTokenAuthenticator, generate_token,
+    AuthenticatorChain, CertSubjectSource, ClientCertAuthenticator, JwksCache, JwksOptions,
+    OidcAuthenticator, OidcConfig, StaticToken, StaticTokenAuthenticator, generate_token,
 };
 use hoop_core::http_client::HttpsClient;
 use hoop_core::masking::{Masker, NoMasking, RuleMasker};
@@ -33,7 +33,7 @@ use super::config::{
 };
 use super::devpki::{self, DevPki};
 use super::metrics::{CountingAdapter, CountingMasker, CountingPolicy, Metrics, ObservingRecorder};
-use super::reload::{SwappablePolicy, SwappableTokens};
+use super::reload::{SessionServices, SnapshotAdapter, SwappablePolicy, SwappableTokens};
 use super::{
     DEFAULT_ADMIN_BIND, DEFAULT_LISTENER, DEFAULT_POSTGRES_BIND, Gateway, GatewayError,
     GatewayInfo, admin,
@@ -184,7 +184,16 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
         if let Some(s) = &o.subject_claim {
             c = c.with_subject_claim(s);
         }
+        let mut jwks = JwksOptions::default();
+        if let Some(s) = o.jwks_min_refresh_seconds {
+            jwks.min_refresh_interval = Duration::from_secs(s);
+        }
+        if let Some(s) = o.jwks_refresh_seconds {
+            jwks.refresh_interval = Duration::from_secs(s);
+        }
+        c = c.with_jwks_options(jwks);
         let a = OidcAuthenticator::new(c).map_err(|e| ConfigError::new(key, e.to_string()))?;
+        warm_up(o.issuer.clone(), a.jwks().clone());
         chain = chain.push(a);
     }
     let tokens_file = match &config.identity.static_tokens_file {
@@ -264,21 +273,9 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
     let mut services = Services::new(Arc::new(chain));
     let swappable = Arc::new(SwappablePolicy::new(policy));
     services.policy = Arc::new(CountingPolicy::new(swappable.clone(), metrics.clone()));
-    let masker: Arc<dyn Masker> = match &config.masking {
-        Some(m) => {
-            info.masking = format!(
-                "{} detector(s), {} field rule(s)",
-                m.detectors.len(),
-                m.field_rules.len()
-            );
-            Arc::new(RuleMasker::from_config(m).map_err(super::config::masking_error)?)
-        }
-        None => {
-            info.masking = String::from("off (no [masking] section)");
-            Arc::new(NoMasking)
-        }
-    };
-    services.masker = Arc::new(CountingMasker::new(masker, metrics.clone()));
+    let (masker, masking_text) = masker_of(&config, &metrics)?;
+    info.masking = masking_text;
+    services.masker = masker;
     services.recorder = Arc::new(ObservingRecorder::new(Arc::new(recorder), metrics.clone()));
     services.approvals = Arc::new(gate.clone());
     services.approval_hold = Duration::from_secs(ap.hold_seconds.unwrap_or(300));
@@ -296,7 +293,9 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
     } else {
         config.listeners.clone()
     };
-    let mut builder = Server::builder().services(Arc::new(services));
+    let services = Arc::new(services);
+    let session_services = Arc::new(SessionServices::new(services.clone()));
+    let mut builder = Server::builder().services(services);
     let mut tls_endpoints = Vec::new();
     let mut listed = Vec::new();
     for (i, l) in listeners.iter().enumerate() {
@@ -389,7 +388,11 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
         let mut lc = ListenerConfig::new(
             l.name.clone(),
             bind,
-            Arc::new(CountingAdapter::new(adapter, &l.name, metrics.clone())),
+            Arc::new(CountingAdapter::new(
+                Arc::new(SnapshotAdapter::new(adapter, session_services.clone())),
+                &l.name,
+                metrics.clone(),
+            )),
         )
         .tls(tls);
         if let Some(m) = l.max_connections {
@@ -494,10 +497,49 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
         gate,
         metrics,
         policy: swappable,
+        services: session_services,
         tokens,
         tokens_file: Some(tokens_file),
         source: config.source.clone(),
     })
+}
+
+/// Fetches an issuer's key set in the background at start, so the first login does not
+/// wait for it and a wrong `ca_file` or URL shows up in the log at once. A failure is
+/// not fatal: the key set is fetched again on the next token (logins fail closed until
+/// it can be).
+fn warm_up(issuer: String, jwks: JwksCache) {
+    tokio::spawn(async move {
+        match jwks.refresh().await {
+            Ok(keys) => info!(%issuer, keys, "OIDC signing keys fetched"),
+            Err(e) => {
+                warn!(%issuer, error = %e, "OIDC signing keys not fetched yet; logins with this issuer fail until they are")
+            }
+        }
+    });
+}
+
+/// The masker of `config` (observed by the metrics) and a description of it. A masking
+/// section that does not build is an error, never "no masking".
+pub(crate) fn masker_of(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> Result<(Arc<dyn Masker>, String), ConfigError> {
+    let (masker, text): (Arc<dyn Masker>, String) = match &config.masking {
+        Some(m) => (
+            Arc::new(RuleMasker::from_config(m).map_err(super::config::masking_error)?),
+            format!(
+                "{} detector(s), {} field rule(s)",
+                m.detectors.len(),
+                m.field_rules.len()
+            ),
+        ),
+        None => (
+            Arc::new(NoMasking),
+            String::from("off (no [masking] section)"),
+        ),
+    };
+    Ok((Arc::new(CountingMasker::new(masker, metrics.clone())), text))
 }
 
 /// An `Arc`'d authenticator as a chain member.
