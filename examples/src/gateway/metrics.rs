@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
+use bytes::BytesMut;
 use hoop_core::recording::{RecordError, SessionMeta};
 use hoop_core::server::SessionRegistry;
 use hoop_core::{
@@ -371,6 +372,20 @@ impl Masker for CountingMasker {
             self.metrics.masked_values.fetch_add(1, Relaxed);
         }
         (out, n)
+    }
+
+    fn mask_prepared_into(
+        &self,
+        prepared: &PreparedField,
+        field: &Field<'_>,
+        value: &str,
+        out: &mut BytesMut,
+    ) -> Option<u32> {
+        let n = self.inner.mask_prepared_into(prepared, field, value, out);
+        if n.is_some() {
+            self.metrics.masked_values.fetch_add(1, Relaxed);
+        }
+        n
     }
 
     fn masks_prepared(&self, prepared: &PreparedField, field: &Field<'_>) -> bool {
