@@ -58,44 +58,55 @@ pub(crate) fn clean_as_text(masker: &dyn Masker, plans: &Plans, data: &[u8]) -> 
     if unnamed.bits().is_none() || data.contains(&b'\\') {
         return false;
     }
-    let mut text = Vec::with_capacity(data.len() + 2);
-    // The last string closed, while only blanks followed it: a key if `:` comes next.
+    // The text has the document's length: strings are copied as they are, their quotes
+    // and every byte outside them that is not part of a number become line breaks.
+    let mut text = data.to_vec();
+    // The content of the last string closed: a key if only blanks separate it from `:`.
     let mut last_string: Option<(usize, usize)> = None;
     let mut i = 0usize;
     while let Some(&b) = data.get(i) {
-        match b {
-            b'"' => {
-                // A string (no escapes): copied whole, a line break on either side.
-                let Some(rest) = data.get(i + 1..) else {
+        match OUTSIDE.get(usize::from(b)).copied().unwrap_or(OTHER) {
+            NUMBER => {}
+            QUOTE => {
+                // A string (no escapes): up to the next quote, copied as it is.
+                let Some(len) = data
+                    .get(i + 1..)
+                    .and_then(|r| r.iter().position(|&c| c == b'"'))
+                else {
                     return false;
                 };
-                let Some(len) = rest.iter().position(|&c| c == b'"') else {
-                    return false;
-                };
-                text.push(b'\n');
-                text.extend_from_slice(rest.get(..len).unwrap_or_default());
-                text.push(b'\n');
-                last_string = Some((i + 1, i + 1 + len));
-                i += len + 2;
+                let end = i + 1 + len;
+                for q in [i, end] {
+                    if let Some(c) = text.get_mut(q) {
+                        *c = b'\n';
+                    }
+                }
+                last_string = Some((i + 1, end));
+                i = end + 1;
                 continue;
             }
-            b':' => {
-                let Some(key) = last_string.take().and_then(|(s, e)| data.get(s..e)) else {
+            COLON => {
+                // Right after a string, blanks aside: the string is a key.
+                let key = last_string.take().filter(|&(_, end)| {
+                    data.get(end + 1..i).is_some_and(|gap| {
+                        gap.iter()
+                            .all(|c| OUTSIDE.get(usize::from(*c)) == Some(&BLANK))
+                    })
+                });
+                let Some(key) = key.and_then(|(s, e)| data.get(s..e)) else {
                     return false;
                 };
                 if plans.get_bytes(masker, key) != Some(unnamed) {
                     return false;
                 }
-                text.push(b'\n');
-            }
-            b' ' | b'\t' | b'\r' | b'\n' => text.push(b'\n'),
-            b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E' => {
-                last_string = None;
-                text.push(b);
+                if let Some(c) = text.get_mut(i) {
+                    *c = b'\n';
+                }
             }
             _ => {
-                last_string = None;
-                text.push(b'\n');
+                if let Some(c) = text.get_mut(i) {
+                    *c = b'\n';
+                }
             }
         }
         i += 1;
@@ -105,6 +116,38 @@ pub(crate) fn clean_as_text(masker: &dyn Masker, plans: &Plans, data: &[u8]) -> 
     };
     matches!(masker.mask(&Field::anonymous(), &text), Cow::Borrowed(_))
 }
+
+// How [`clean_as_text`] treats a byte outside strings: kept (part of a number), turned
+// into a line break (a blank, which may separate a key from its `:`, or anything else),
+// or the start of a string or the end of a key.
+const NUMBER: u8 = 1;
+const BLANK: u8 = 2;
+const OTHER: u8 = 3;
+const QUOTE: u8 = 4;
+const COLON: u8 = 5;
+
+/// [`NUMBER`] for the bytes of JSON numbers, [`BLANK`] for whitespace, [`QUOTE`] and
+/// [`COLON`], [`OTHER`] for the rest.
+static OUTSIDE: [u8; 256] = {
+    let mut t = [OTHER; 256];
+    let mut c = b'0';
+    while c <= b'9' {
+        t[c as usize] = NUMBER;
+        c += 1;
+    }
+    t[b'-' as usize] = NUMBER;
+    t[b'+' as usize] = NUMBER;
+    t[b'.' as usize] = NUMBER;
+    t[b'e' as usize] = NUMBER;
+    t[b'E' as usize] = NUMBER;
+    t[b' ' as usize] = BLANK;
+    t[b'\t' as usize] = BLANK;
+    t[b'\r' as usize] = BLANK;
+    t[b'\n' as usize] = BLANK;
+    t[b'"' as usize] = QUOTE;
+    t[b':' as usize] = COLON;
+    t
+};
 
 /// Most keys whose masking decision is remembered during one document.
 const MAX_PLANS: usize = 64;
@@ -121,7 +164,9 @@ impl Plans {
     pub(crate) fn get_bytes(&self, masker: &dyn Masker, key: &[u8]) -> Option<PreparedField> {
         {
             let keys = self.keys.borrow();
-            if let Some((_, p)) = keys.iter().find(|(k, _)| k.as_bytes() == key) {
+            // Keys are short: an inline comparison beats a call to `memcmp` per key.
+            let same = |k: &str| k.len() == key.len() && k.bytes().zip(key).all(|(a, &b)| a == b);
+            if let Some((_, p)) = keys.iter().find(|(k, _)| same(k)) {
                 return Some(*p);
             }
         }
