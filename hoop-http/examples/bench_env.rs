@@ -42,6 +42,11 @@ fn json_of(size: usize) -> Bytes {
     Bytes::from(format!("[{}]", items.join(",")))
 }
 
+/// The allocator of the gateway binary (`examples/gateway`): glibc's cost about 5% more
+/// CPU per small request here.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();

@@ -241,6 +241,11 @@ async fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
+/// The allocator of the gateway binary (`examples/gateway`), so the benchmark measures
+/// what is deployed.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
