@@ -10,20 +10,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hoop_core::masking::{RuleMasker, Strategy};
 use hoop_http::body::{BodyKind, mask_body};
-
-/// The body of `benches/http.sh`: an array of small objects, about `size` bytes.
-fn json_of(size: usize) -> String {
-    let mut items = Vec::new();
-    let mut len = 2;
-    let mut i = 0;
-    while len < size {
-        let item = format!(r#"{{"id":{i},"name":"item-{i}","ok":true}}"#);
-        len += item.len() + 1;
-        items.push(item);
-        i += 1;
-    }
-    format!("[{}]", items.join(","))
-}
+use hoop_testkit::bodies::json_items;
 
 fn bodies(c: &mut Criterion) {
     let masker = RuleMasker::builder()
@@ -32,10 +19,10 @@ fn bodies(c: &mut Criterion) {
         .build()
         .unwrap();
     let mut g = c.benchmark_group("mask_body (JSON)");
-    let large = json_of(64 << 10);
+    let large = json_items(64 << 10);
     let dirty = large.replacen("item-7\"", "mail a@example.com\"", 1);
     for (name, body, masked) in [
-        ("small, clean", json_of(100), false),
+        ("small, clean", json_items(100), false),
         ("64 KB, clean", large.clone(), false),
         ("64 KB, one e-mail", dirty, true),
     ] {

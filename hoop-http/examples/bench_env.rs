@@ -30,16 +30,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 const TOKEN: &str = "bench-token-0123456789abcdef";
 
 fn json_of(size: usize) -> Bytes {
-    let mut items = Vec::new();
-    let mut len = 2;
-    let mut i = 0;
-    while len < size {
-        let item = format!(r#"{{"id":{i},"name":"item-{i}","ok":true}}"#);
-        len += item.len() + 1;
-        items.push(item);
-        i += 1;
-    }
-    Bytes::from(format!("[{}]", items.join(",")))
+    Bytes::from(hoop_testkit::bodies::json_items(size))
 }
 
 /// The allocator of the gateway binary (`examples/gateway`): glibc's cost about 5% more

@@ -10,6 +10,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod bodies;
 pub mod certs;
 pub mod nginx;
 pub mod ports;
