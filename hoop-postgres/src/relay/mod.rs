@@ -83,6 +83,16 @@ impl RelayEnd {
     }
 }
 
+/// The FATAL message of a session the gateway ended, with why when it said
+/// (`hoop: session terminated by the gateway: credential expired`).
+fn killed_message(why: Option<&str>) -> String {
+    const BASE: &str = "hoop: session terminated by the gateway";
+    match why {
+        Some(why) => format!("{BASE}: {why}"),
+        None => String::from(BASE),
+    }
+}
+
 /// Everything the relay needs.
 pub struct RelayParts<'a, CR, CW, TR, TW> {
     /// Proof of authorization.
@@ -219,7 +229,7 @@ where
         RelayEnd::Killed => Some(ErrorResponse::new(
             Severity::Fatal,
             "57P01",
-            "hoop: session terminated by the gateway",
+            killed_message(parts.auth.termination().as_deref()),
         )),
         RelayEnd::Idle => Some(ErrorResponse::new(
             Severity::Fatal,

@@ -1,0 +1,56 @@
+//! The timer that ends a session when the credential that opened it expires.
+
+use std::time::{Duration, SystemTime};
+
+use tokio::task::AbortHandle;
+use tracing::{Instrument, info};
+
+use crate::SessionId;
+use crate::server::registry::SessionRegistry;
+
+/// The longest single sleep: the deadline is a wall-clock time, so the timer wakes at
+/// least this often to re-read the clock (a suspended host, a clock step) instead of
+/// trusting one long monotonic sleep.
+const MAX_STEP: Duration = Duration::from_secs(60);
+
+/// An armed expiry timer; dropping it cancels the timer.
+#[derive(Debug)]
+pub(crate) struct ExpiryTimer {
+    pub(super) task: AbortHandle,
+}
+
+impl Drop for ExpiryTimer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ExpiryTimer {
+    /// Arms a timer that ends session `id` of `registry` with the reason `why` at `at`
+    /// (at once if `at` has passed). The task holds the registry, not a session handle, so
+    /// it never keeps the session's entry live.
+    pub(crate) fn arm(
+        registry: SessionRegistry,
+        id: SessionId,
+        at: SystemTime,
+        why: &'static str,
+    ) -> Self {
+        let task = tokio::spawn(
+            async move {
+                while let Ok(left) = at.duration_since(SystemTime::now()) {
+                    if left.is_zero() {
+                        break;
+                    }
+                    tokio::time::sleep(left.min(MAX_STEP)).await;
+                }
+                if registry.end(id, why) {
+                    info!(reason = why, "session ended by the gateway");
+                }
+            }
+            .instrument(tracing::Span::current()),
+        );
+        ExpiryTimer {
+            task: task.abort_handle(),
+        }
+    }
+}
