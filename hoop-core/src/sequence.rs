@@ -95,7 +95,7 @@ pub struct Authorized {
     recording: Box<dyn Recording>,
     ctx: SessionCtx,
     /// Ends the session when the credential expires; aborted when this drops.
-    expiry: Option<ExpiryTimer>,
+    expiry: std::sync::Mutex<Option<ExpiryTimer>>,
 }
 
 impl std::fmt::Debug for Authorized {
@@ -225,7 +225,7 @@ impl SessionCtx {
             resource,
             recording,
             ctx: self.clone(),
-            expiry,
+            expiry: std::sync::Mutex::new(expiry),
         })
     }
 }
@@ -474,6 +474,31 @@ impl Authorized {
     /// [`SessionHandle::termination`]: crate::server::registry::SessionHandle::termination
     pub fn termination(&self) -> Option<String> {
         self.ctx.handle.termination()
+    }
+
+    /// A long-lived session was authenticated again, for the same identity, with a new
+    /// credential (HTTP re-authenticates every request, a client may refresh its token):
+    /// with [`crate::Services::end_at_credential_expiry`] on, the session now ends when
+    /// that credential expires (`expires_at`; `None`: it does not expire) instead of the
+    /// one it was opened with. Does nothing when the option is off; cannot bring back a
+    /// session the gateway already ended. The adapter checks that the identity is the same.
+    pub fn credential_renewed(&self, expires_at: Option<SystemTime>) {
+        if !self.ctx.services.end_at_credential_expiry {
+            return;
+        }
+        let mut timer = self.expiry.lock().unwrap_or_else(|e| e.into_inner());
+        match (timer.as_ref(), expires_at) {
+            (Some(t), at) => t.reset(at),
+            (None, Some(at)) => {
+                *timer = Some(ExpiryTimer::arm(
+                    self.ctx.handle.registry().clone(),
+                    self.ctx.id,
+                    at,
+                    CREDENTIAL_EXPIRED,
+                ));
+            }
+            (None, None) => {}
+        }
     }
 
     /// Step 4: records the end and closes the recording. The expiry timer, if any, is

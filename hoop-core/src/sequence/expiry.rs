@@ -2,6 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tracing::{Instrument, info};
 
@@ -17,6 +18,7 @@ const MAX_STEP: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub(crate) struct ExpiryTimer {
     pub(super) task: AbortHandle,
+    deadline: watch::Sender<Option<SystemTime>>,
 }
 
 impl Drop for ExpiryTimer {
@@ -35,15 +37,10 @@ impl ExpiryTimer {
         at: SystemTime,
         why: &'static str,
     ) -> Self {
+        let (deadline, rx) = watch::channel(Some(at));
         let task = tokio::spawn(
             async move {
-                while let Ok(left) = at.duration_since(SystemTime::now()) {
-                    if left.is_zero() {
-                        break;
-                    }
-                    tokio::time::sleep(left.min(MAX_STEP)).await;
-                }
-                if registry.end(id, why) {
+                if wait(rx).await && registry.end(id, why) {
                     info!(reason = why, "session ended by the gateway");
                 }
             }
@@ -51,6 +48,39 @@ impl ExpiryTimer {
         );
         ExpiryTimer {
             task: task.abort_handle(),
+            deadline,
+        }
+    }
+
+    /// Moves the deadline (`None`: no deadline any more); the timer takes it at once.
+    pub(crate) fn reset(&self, at: Option<SystemTime>) {
+        self.deadline.send_replace(at);
+    }
+}
+
+/// Waits until the current deadline has passed (`true`), or the timer is gone (`false`).
+async fn wait(mut deadline: watch::Receiver<Option<SystemTime>>) -> bool {
+    loop {
+        let at = *deadline.borrow_and_update();
+        let left = match at {
+            None => None,
+            Some(at) => match at.duration_since(SystemTime::now()) {
+                Ok(left) if !left.is_zero() => Some(left),
+                _ => return true,
+            },
+        };
+        match left {
+            Some(left) => {
+                tokio::select! {
+                    () = tokio::time::sleep(left.min(MAX_STEP)) => {}
+                    changed = deadline.changed() => if changed.is_err() { return false },
+                }
+            }
+            None => {
+                if deadline.changed().await.is_err() {
+                    return false;
+                }
+            }
         }
     }
 }

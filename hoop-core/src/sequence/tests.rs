@@ -117,7 +117,7 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 async fn the_session_ends_when_the_credential_expires() {
     let s = session(true);
     let a = authorize(&s, Some(Duration::from_millis(200))).await;
-    assert!(a.expiry.is_some(), "timer armed");
+    assert!(a.expiry.lock().unwrap().is_some(), "timer armed");
     tokio::time::timeout(Duration::from_secs(30), s.ctx.cancel.cancelled())
         .await
         .expect("the session outlived its credential");
@@ -159,7 +159,13 @@ async fn an_already_expired_credential_ends_the_session_at_once() {
 async fn dropping_authorized_cancels_the_timer() {
     let s = session(true);
     let a = authorize(&s, Some(Duration::from_millis(300))).await;
-    let timer_task = a.expiry.as_ref().map(|t| t.task.clone()).unwrap();
+    let timer_task = a
+        .expiry
+        .lock()
+        .unwrap()
+        .as_ref()
+        .map(|t| t.task.clone())
+        .unwrap();
     assert!(!timer_task.is_finished());
     drop(a);
     eventually("timer task gone", || timer_task.is_finished()).await;
@@ -173,7 +179,13 @@ async fn dropping_authorized_cancels_the_timer() {
 async fn finishing_first_disarms_the_timer() {
     let s = session(true);
     let a = authorize(&s, Some(Duration::from_millis(300))).await;
-    let timer_task = a.expiry.as_ref().map(|t| t.task.clone()).unwrap();
+    let timer_task = a
+        .expiry
+        .lock()
+        .unwrap()
+        .as_ref()
+        .map(|t| t.task.clone())
+        .unwrap();
     a.finish("client closed").await.unwrap();
     eventually("timer task gone", || timer_task.is_finished()).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -194,7 +206,7 @@ async fn off_by_default_and_no_expiry_arm_nothing() {
     let off = session(false);
     assert!(!Services::new(Arc::new(NoAuth)).end_at_credential_expiry);
     let a = authorize(&off, Some(Duration::from_millis(100))).await;
-    assert!(a.expiry.is_none());
+    assert!(a.expiry.lock().unwrap().is_none());
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         !off.ctx.cancel.is_cancelled(),
@@ -204,7 +216,7 @@ async fn off_by_default_and_no_expiry_arm_nothing() {
 
     let on = session(true);
     let b = authorize(&on, None).await;
-    assert!(b.expiry.is_none(), "no expiry: no timer");
+    assert!(b.expiry.lock().unwrap().is_none(), "no expiry: no timer");
     assert!(!on.ctx.cancel.is_cancelled());
 }
 
@@ -219,4 +231,44 @@ async fn an_operator_kill_is_recorded_with_its_reason() {
         *s.ends.0.lock().unwrap(),
         vec![String::from("killed by an operator: cancelled")]
     );
+}
+
+#[tokio::test]
+async fn a_renewed_credential_moves_the_end() {
+    let s = session(true);
+    let a = authorize(&s, Some(Duration::from_millis(300))).await;
+    // Renewed before the first expiry with a credential valid for an hour.
+    a.credential_renewed(Some(SystemTime::now() + Duration::from_secs(3600)));
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(!s.ctx.cancel.is_cancelled(), "ended at the old expiry");
+    // Renewed with one that expires soon: the session ends then.
+    a.credential_renewed(Some(SystemTime::now() + Duration::from_millis(200)));
+    tokio::time::timeout(Duration::from_secs(30), s.ctx.cancel.cancelled())
+        .await
+        .expect("the session outlived the renewed credential");
+    assert_eq!(a.termination().as_deref(), Some(CREDENTIAL_EXPIRED));
+}
+
+#[tokio::test]
+async fn renewing_without_an_expiry_lifts_the_end_and_with_one_arms_it() {
+    let s = session(true);
+    let a = authorize(&s, Some(Duration::from_millis(300))).await;
+    a.credential_renewed(None);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(!s.ctx.cancel.is_cancelled(), "a credential without expiry");
+
+    // Opened without an expiry, renewed with one.
+    let t = session(true);
+    let b = authorize(&t, None).await;
+    assert!(b.expiry.lock().unwrap().is_none());
+    b.credential_renewed(Some(SystemTime::now() + Duration::from_millis(200)));
+    tokio::time::timeout(Duration::from_secs(30), t.ctx.cancel.cancelled())
+        .await
+        .expect("the session outlived the renewed credential");
+
+    // With the option off, renewing arms nothing.
+    let off = session(false);
+    let c = authorize(&off, None).await;
+    c.credential_renewed(Some(SystemTime::now()));
+    assert!(c.expiry.lock().unwrap().is_none());
 }

@@ -65,7 +65,8 @@ pub enum RelayEnd {
     Client,
     /// The target closed the connection (the client got a FATAL error).
     Target,
-    /// The session was ended by the gateway (operator kill, shutdown).
+    /// The session was ended by the gateway (operator kill, credential expiry, shutdown);
+    /// the client gets FATAL 57P01 naming the reason when the registry has one.
     Killed,
     /// No traffic for the idle timeout.
     Idle,
