@@ -1360,3 +1360,74 @@ fn sighup_reloads_masking_rules_for_new_sessions() {
     assert_eq!(rows.trim(), "[REDACTED:EMAIL]|[REDACTED:CARD]");
     assert_eq!(gw.stop(), Some(0));
 }
+
+/// `[identity] end_sessions_at_expiry = true`: a psql session opened with a token that
+/// expires a few seconds later is ended by the gateway, and psql says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_when_their_token_expires() {
+    let pg = tokio::task::spawn_blocking(|| {
+        PgServer::start(PgOptions {
+            users: vec![("app".into(), "app-secret".into())],
+            databases: vec!["appdb".into()],
+            ..PgOptions::default()
+        })
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, hook_ca, _hooks) = webhook_server(dir.path()).await;
+    let path = write_config(dir.path(), &pg, hook, &hook_ca);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[identity]\n",
+        "[identity]\nend_sessions_at_expiry = true\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let config = config::load(&path).unwrap();
+    assert!(config.identity.end_sessions_at_expiry);
+    let gw = Gateway::start(config).await.unwrap();
+    let port = gw.listener_addr("pg").unwrap().port();
+    let ca = dir.path().join("data/dev-ca.crt");
+
+    let mut shown = String::new();
+    for attempt in 0..4u32 {
+        // A token minted now, expiring a few seconds later (longer when the machine is
+        // so slow that psql did not get in before it expired).
+        let token = format!("carol-token-{attempt}-0123456789abcdef");
+        let at = std::time::SystemTime::now() + Duration::from_secs(4) * 2u32.pow(attempt);
+        let line = hoop_core::auth::StaticToken::new("carol", &hash_token(&token))
+            .unwrap()
+            .with_expiry(at)
+            .to_line();
+        std::fs::write(
+            dir.path().join("tokens"),
+            format!("alice:dev:{}\n{line}\n", hash_token(ALICE)),
+        )
+        .unwrap();
+        assert_eq!(gw.reload_tokens().unwrap(), 2);
+        let conn = format!(
+            "host=127.0.0.1 port={port} dbname=appdb user=carol password={token} sslmode=verify-full sslrootcert={}",
+            ca.display()
+        );
+        let out = blocking(move || psql(&conn, "SELECT pg_sleep(30)", true)).await;
+        shown = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !shown.contains("authentication failed") {
+            assert!(!out.status.success(), "pg_sleep(30) completed: {shown}");
+            break;
+        }
+    }
+    assert!(
+        shown.contains("hoop: session terminated by the gateway: credential expired"),
+        "{shown}"
+    );
+    // Alice's token has no expiry: her sessions are not affected.
+    let conn = format!(
+        "host=127.0.0.1 port={port} dbname=appdb user=alice password={ALICE} sslmode=verify-full sslrootcert={}",
+        ca.display()
+    );
+    let out = blocking(move || psql(&conn, "SELECT pg_sleep(1); SELECT 41 + 1", true)).await;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("42"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -43,6 +43,14 @@ pub struct Services {
     pub approvals: Arc<dyn ApprovalGate>,
     /// How long a held command waits for a verdict.
     pub approval_hold: Duration,
+    /// When on, a session ends when the credential that opened it expires
+    /// ([`crate::Identity::expires_at`]: an OIDC token's `exp`, a static token's expiry, a
+    /// client certificate's `notAfter`): [`SessionCtx::authorize`] arms a timer that ends
+    /// the session through the registry with the reason `"credential expired"`, which the
+    /// adapter tells the user and the recording and registry keep. Identities without an
+    /// expiry are not affected. Off by default: a session then lives as long as its
+    /// connection, whatever happens to its credential afterwards.
+    pub end_at_credential_expiry: bool,
 }
 
 impl Services {
@@ -56,6 +64,7 @@ impl Services {
             recorder: Arc::new(NoRecording),
             approvals: Arc::new(RejectAll),
             approval_hold: Duration::from_secs(60),
+            end_at_credential_expiry: false,
         }
     }
 }
@@ -64,6 +73,7 @@ impl std::fmt::Debug for Services {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Services")
             .field("approval_hold", &self.approval_hold)
+            .field("end_at_credential_expiry", &self.end_at_credential_expiry)
             .finish_non_exhaustive()
     }
 }

@@ -8,6 +8,11 @@
 //! Authorized::finish(reason)                  -> recording closed
 //! ```
 //!
+//! With [`crate::Services::end_at_credential_expiry`] on, `authorize` also arms a timer
+//! that ends the session (through the registry, reason [`CREDENTIAL_EXPIRED`]) when the
+//! identity's credential expires; the [`Authorized`] owns it, so a session that ends
+//! first leaves no timer behind.
+//!
 //! [`Authenticated`] and [`Authorized`] have private fields: the only way to get one is the
 //! step before it, so an adapter that opens an upstream connection without authorizing,
 //! or authorizes without authenticating, does not compile:
@@ -23,6 +28,10 @@ use std::time::{Instant, SystemTime};
 
 use tracing::{info, warn};
 
+mod expiry;
+
+use expiry::ExpiryTimer;
+
 use crate::approval::{PendingReview, ReviewRequest, Submission, Verdict};
 use crate::io::{MaybeTls, UpstreamStream};
 use crate::recording::{Event, Recording, SessionMeta};
@@ -30,6 +39,10 @@ use crate::tls::{TlsError, UpstreamTls};
 use crate::{
     Action, AuthError, Command, Credential, Decision, Identity, Request, Resource, SessionCtx,
 };
+
+/// The reason a session ends with when the credential that opened it expires (see
+/// [`crate::Services::end_at_credential_expiry`]).
+pub const CREDENTIAL_EXPIRED: &str = "credential expired";
 
 /// Proof that the user authenticated. Only [`SessionCtx::authenticate`] makes one.
 #[derive(Debug)]
@@ -81,6 +94,8 @@ pub struct Authorized {
     resource: Resource,
     recording: Box<dyn Recording>,
     ctx: SessionCtx,
+    /// Ends the session when the credential expires; aborted when this drops.
+    expiry: std::sync::Mutex<Option<ExpiryTimer>>,
 }
 
 impl std::fmt::Debug for Authorized {
@@ -195,12 +210,22 @@ impl SessionCtx {
                 .record(ev)
                 .map_err(|e| Refused::Recording(e.to_string()))?;
         }
-        info!("session authorized");
+        let expiry = match identity.expires_at {
+            Some(at) if self.services.end_at_credential_expiry => Some(ExpiryTimer::arm(
+                self.handle.registry().clone(),
+                self.id,
+                at,
+                CREDENTIAL_EXPIRED,
+            )),
+            _ => None,
+        };
+        info!(ends_at_expiry = expiry.is_some(), "session authorized");
         Ok(Authorized {
             identity,
             resource,
             recording,
             ctx: self.clone(),
+            expiry: std::sync::Mutex::new(expiry),
         })
     }
 }
@@ -442,9 +467,59 @@ impl Authorized {
         })
     }
 
-    /// Step 4: records the end and closes the recording.
+    /// Why the gateway ended this session, if it did ([`SessionHandle::termination`]):
+    /// an operator's kill, or the credential's expiry ([`CREDENTIAL_EXPIRED`]). An adapter
+    /// whose relay saw `ctx.cancel` fire reads it to tell the user why.
+    ///
+    /// [`SessionHandle::termination`]: crate::server::registry::SessionHandle::termination
+    pub fn termination(&self) -> Option<String> {
+        self.ctx.handle.termination()
+    }
+
+    /// A long-lived session was authenticated again, for the same identity, with a new
+    /// credential (HTTP re-authenticates every request, a client may refresh its token):
+    /// with [`crate::Services::end_at_credential_expiry`] on, the session now ends when
+    /// that credential expires (`expires_at`; `None`: it does not expire) instead of the
+    /// one it was opened with. Does nothing when the option is off; cannot bring back a
+    /// session the gateway already ended. The adapter checks that the identity is the same.
+    pub fn credential_renewed(&self, expires_at: Option<SystemTime>) {
+        if !self.ctx.services.end_at_credential_expiry {
+            return;
+        }
+        let mut timer = self.expiry.lock().unwrap_or_else(|e| e.into_inner());
+        match (timer.as_ref(), expires_at) {
+            (Some(t), at) => t.reset(at),
+            (None, Some(at)) => {
+                *timer = Some(ExpiryTimer::arm(
+                    self.ctx.handle.registry().clone(),
+                    self.ctx.id,
+                    at,
+                    CREDENTIAL_EXPIRED,
+                ));
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// Step 4: records the end and closes the recording. The expiry timer, if any, is
+    /// disarmed first. When the gateway ended the session ([`Authorized::termination`]),
+    /// the recorded end reason leads with why (`"credential expired: {reason}"`), as the
+    /// registry's does.
     pub async fn finish(self, reason: &str) -> Result<(), crate::recording::RecordError> {
-        self.ctx.handle.set_end_reason(reason);
-        self.recording.finish(reason).await
+        let Authorized {
+            recording,
+            ctx,
+            expiry,
+            ..
+        } = self;
+        drop(expiry);
+        ctx.handle.set_end_reason(reason);
+        match ctx.handle.termination() {
+            Some(why) => recording.finish(&format!("{why}: {reason}")).await,
+            None => recording.finish(reason).await,
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -428,6 +428,9 @@ impl Session {
             }
             est.token_hash = Some(hash);
             est.expires_at = id.expires_at;
+            // The connection is now carried by this token: it ends when this one expires
+            // (with `Services::end_at_credential_expiry`).
+            est.auth.credential_renewed(id.expires_at);
             return Ok(bound);
         }
         let authn = match (&self.cert, token) {

@@ -9,10 +9,11 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use common::{ALICE, BOB, Gateway, Setup, connect, try_connect};
 use hoop_core::Identity;
+use hoop_core::auth::{StaticToken, hash_token};
 use hoop_core::identity::AuthMethod;
 
 fn stdout(o: &std::process::Output) -> String {
@@ -642,4 +643,157 @@ async fn nothing_pipelined_behind_a_held_statement_runs_first() {
         .unwrap()
         .get(0);
     assert!(exists);
+}
+
+// ---------------------------------------------------------------------------------------
+// A session does not outlive its credential (`Services::end_at_credential_expiry`).
+
+/// Connects as carol with a fresh token that expires `window` after it is minted. When the
+/// connect took so long (a loaded machine) that less than a second is left, tries again
+/// with a longer window. Returns the client, the token and its expiry.
+async fn connect_expiring(
+    gw: &Gateway,
+    window: Duration,
+) -> (tokio_postgres::Client, String, SystemTime) {
+    for attempt in 0..4u32 {
+        let token = format!("carol-token-{attempt}-0123456789abcdef");
+        let expires = SystemTime::now() + window * 2u32.pow(attempt);
+        gw.add_token(
+            StaticToken::new("carol", &hash_token(&token))
+                .unwrap()
+                .with_expiry(expires),
+        );
+        if let Ok(c) = try_connect(gw, &token).await {
+            if SystemTime::now() + Duration::from_secs(1) < expires {
+                return (c, token, expires);
+            }
+        }
+    }
+    panic!("could not connect before the token expired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ends_when_its_credential_expires() {
+    let gw = Gateway::start(Setup {
+        end_at_credential_expiry: true,
+        ..Setup::default()
+    })
+    .await;
+    // Bob's token has no expiry: his session is not affected.
+    let bob = connect(&gw, BOB).await;
+    let (carol, _, expires) = connect_expiring(&gw, Duration::from_secs(3)).await;
+    // Carol's session works until her token expires...
+    let one: i32 = carol.query_one("select 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    // ...and a long statement running across the expiry is cut by the gateway.
+    let err = tokio::time::timeout(
+        Duration::from_secs(120),
+        carol.query("select pg_sleep(30)", &[]),
+    )
+    .await
+    .expect("the query was never answered")
+    .expect_err("the session outlived the credential: pg_sleep(30) completed");
+    let db = err.as_db_error().unwrap_or_else(|| panic!("{err:?}"));
+    assert_eq!(db.code().code(), "57P01", "{db:?}");
+    assert_eq!(
+        db.message(),
+        "hoop: session terminated by the gateway: credential expired"
+    );
+    assert!(
+        SystemTime::now() >= expires,
+        "ended before the credential expired"
+    );
+    for _ in 0..200 {
+        if carol.is_closed() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(carol.is_closed(), "the connection stayed open");
+
+    // Other sessions go on, and new ones open.
+    let two: i32 = bob.query_one("select 2", &[]).await.unwrap().get(0);
+    assert_eq!(two, 2);
+    let fresh = connect(&gw, ALICE).await;
+    let three: i32 = fresh.query_one("select 3", &[]).await.unwrap().get(0);
+    assert_eq!(three, 3);
+
+    // The registry and the recording say why it ended.
+    let registry = gw.handle.as_ref().unwrap().registry();
+    let mut reason = None;
+    for _ in 0..200 {
+        reason = registry
+            .recent()
+            .into_iter()
+            .find(|s| s.user.as_deref() == Some("carol"))
+            .and_then(|s| s.end_reason);
+        if reason.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        reason.as_deref(),
+        Some("credential expired: ended by the gateway")
+    );
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = gw.all_recordings_text();
+        if text.contains("credential expired: ended by the gateway") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        text.contains(r#""reason":"credential expired: ended by the gateway""#),
+        "{text}"
+    );
+
+    // psql shows the user why.
+    let mut shown = String::new();
+    for attempt in 0..4u32 {
+        let token = format!("carol-psql-token-{attempt}-0123456789abcdef");
+        let window = Duration::from_secs(3) * 2u32.pow(attempt);
+        gw.add_token(
+            StaticToken::new("carol", &hash_token(&token))
+                .unwrap()
+                .with_expiry(SystemTime::now() + window),
+        );
+        let conn = gw.conn_string(&token);
+        let out = blocking(move || {
+            std::process::Command::new("psql")
+                .arg(conn)
+                .args(["-X", "-c", "select pg_sleep(30)"])
+                .output()
+                .unwrap()
+        })
+        .await;
+        shown = stderr(&out);
+        if !shown.contains("authentication failed") {
+            assert!(!out.status.success(), "pg_sleep(30) completed: {shown}");
+            break;
+        }
+    }
+    assert!(
+        shown.contains("FATAL:  hoop: session terminated by the gateway: credential expired"),
+        "{shown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_option_a_session_outlives_its_credential() {
+    let gw = Gateway::start(Setup::default()).await;
+    let (carol, token, expires) = connect_expiring(&gw, Duration::from_secs(2)).await;
+    while SystemTime::now() < expires + Duration::from_millis(500) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The token is expired: a new session is refused...
+    let err = try_connect(&gw, &token).await.err().unwrap();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "28P01");
+    // ...but the session it opened goes on.
+    let one: i32 = carol.query_one("select 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    let slept = carol.query("select pg_sleep(1)", &[]).await;
+    assert!(slept.is_ok(), "{slept:?}");
+    assert!(!carol.is_closed());
 }

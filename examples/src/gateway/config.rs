@@ -238,6 +238,13 @@ pub struct IdentitySection {
     /// Accept client certificates (of listeners with `tls.client_ca`) as identities.
     #[serde(default)]
     pub client_certificates: bool,
+    /// End a session when the credential that opened it expires (an OIDC token's `exp`, a
+    /// static token's expiry, a client certificate's `notAfter`); the user is told why
+    /// (psql: `FATAL 57P01 ... credential expired`) and the recording says so. Credentials
+    /// without an expiry are not affected. Default false: a session lives as long as its
+    /// connection. Read at start (a SIGHUP does not change it).
+    #[serde(default)]
+    pub end_sessions_at_expiry: bool,
 }
 
 /// One `[[identity.oidc]]`.
@@ -1013,5 +1020,33 @@ mod tests {
     #[test]
     fn empty_config_is_valid() {
         parse("").unwrap();
+    }
+
+    #[test]
+    fn end_sessions_at_expiry_is_off_unless_set() {
+        assert!(!parse("").unwrap().identity.end_sessions_at_expiry);
+        assert!(
+            !parse(
+                "[identity]
+"
+            )
+            .unwrap()
+            .identity
+            .end_sessions_at_expiry
+        );
+        let on = parse(
+            "[identity]
+end_sessions_at_expiry = true
+",
+        )
+        .unwrap();
+        assert!(on.identity.end_sessions_at_expiry);
+        let e = parse(
+            "[identity]
+end_sessions_at_expiry = \"yes\"
+",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "identity.end_sessions_at_expiry", "{e}");
     }
 }

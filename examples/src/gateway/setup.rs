@@ -279,6 +279,7 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
     services.recorder = Arc::new(ObservingRecorder::new(Arc::new(recorder), metrics.clone()));
     services.approvals = Arc::new(gate.clone());
     services.approval_hold = Duration::from_secs(ap.hold_seconds.unwrap_or(300));
+    services.end_at_credential_expiry = config.identity.end_sessions_at_expiry;
 
     // Listeners and their adapters.
     let listeners: Vec<ListenerSection> = if config.listeners.is_empty() {

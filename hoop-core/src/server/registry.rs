@@ -140,17 +140,50 @@ impl SessionRegistry {
     /// Ends a live session (its adapter sees `ctx.cancel` fire). Returns whether it was live
     /// and not already ending: a session that is being killed, or shut down, but has not yet
     /// left the list is not killed twice. The session's end reason says it was killed by an
-    /// operator.
+    /// operator. Same as [`SessionRegistry::end`] with `"killed by an operator"`.
     pub fn kill(&self, id: SessionId) -> bool {
+        self.end(id, "killed by an operator")
+    }
+
+    /// Ends a live session for the reason `why` (its adapter sees `ctx.cancel` fire and can
+    /// read `why` with [`SessionHandle::termination`]). Returns whether it was live and not
+    /// already ending: a session that is already ending (ended by the gateway, or cancelled
+    /// at shutdown) is not ended twice, and keeps its first reason. The reason leads the
+    /// session's end reason in the registry (`"{why}: {adapter's reason}"`) and in its
+    /// recording (see [`crate::sequence::Authorized::finish`]).
+    ///
+    /// ```
+    /// # use hoop_core::server::registry::SessionRegistry;
+    /// # use hoop_core::SessionId;
+    /// # use tokio_util::sync::CancellationToken;
+    /// let registry = SessionRegistry::new();
+    /// let id = SessionId::new();
+    /// let cancel = CancellationToken::new();
+    /// let handle = registry.register(id, "tcp", ([127, 0, 0, 1], 9).into(), cancel.clone());
+    /// assert!(registry.end(id, "credential expired"));
+    /// assert!(cancel.is_cancelled());
+    /// assert_eq!(handle.termination().as_deref(), Some("credential expired"));
+    /// assert!(!registry.end(id, "killed by an operator"), "not ended twice");
+    /// ```
+    pub fn end(&self, id: SessionId, why: &str) -> bool {
         let mut g = self.lock();
         match g.live.get_mut(&id) {
             Some(l) if !l.cancel.is_cancelled() => {
-                l.info.end_reason = Some(String::from("killed by an operator"));
+                l.info.end_reason = Some(why.to_owned());
                 l.cancel.cancel();
                 true
             }
             _ => false,
         }
+    }
+
+    /// Why the gateway ended a live session ([`SessionRegistry::end`],
+    /// [`SessionRegistry::kill`]); `None` if it did not, or the session left the list.
+    pub fn termination(&self, id: SessionId) -> Option<String> {
+        self.lock()
+            .live
+            .get(&id)
+            .and_then(|l| l.info.end_reason.clone())
     }
 
     fn update(&self, id: SessionId, f: impl FnOnce(&mut SessionInfo)) {
@@ -250,6 +283,25 @@ impl SessionHandle {
     pub fn end_reason(&self) -> Option<String> {
         self.inner.end_reason.lock().ok().and_then(|g| g.clone())
     }
+
+    /// Ends this session for the reason `why`: [`SessionRegistry::end`] on its entry.
+    /// Returns whether it was live and not already ending.
+    pub fn terminate(&self, why: &str) -> bool {
+        self.inner.registry.end(self.inner.id, why)
+    }
+
+    /// Why the gateway ended this session (an operator's kill, an expired credential), so
+    /// the adapter can tell the user; `None` if the gateway did not end it (the client
+    /// left, or it was cancelled at shutdown).
+    pub fn termination(&self) -> Option<String> {
+        self.inner.registry.termination(self.inner.id)
+    }
+
+    /// The registry holding this session (for a task that must not keep the entry live,
+    /// unlike a handle clone).
+    pub(crate) fn registry(&self) -> &SessionRegistry {
+        &self.inner.registry
+    }
 }
 
 #[cfg(test)]
@@ -285,5 +337,78 @@ mod tests {
             Some("killed by an operator: killed")
         );
         assert!(!r.kill(id));
+    }
+
+    #[test]
+    fn end_terminate_termination() {
+        let r = SessionRegistry::new();
+        let cancel = CancellationToken::new();
+        let id = SessionId::new();
+        let h = r.register(
+            id,
+            "postgres",
+            SocketAddr::from(([127, 0, 0, 1], 9)),
+            cancel.clone(),
+        );
+        let other_cancel = CancellationToken::new();
+        let other = r.register(
+            SessionId::new(),
+            "postgres",
+            SocketAddr::from(([127, 0, 0, 1], 10)),
+            other_cancel.clone(),
+        );
+        assert_eq!(h.termination(), None, "not ended yet");
+        assert!(h.terminate("credential expired"));
+        assert!(cancel.is_cancelled());
+        assert_eq!(h.termination().as_deref(), Some("credential expired"));
+        assert_eq!(r.termination(id).as_deref(), Some("credential expired"));
+        // Ending again, by any path, neither succeeds nor replaces the first reason.
+        assert!(!h.terminate("again"));
+        assert!(!r.kill(id));
+        assert!(!r.end(id, "something else"));
+        assert_eq!(h.termination().as_deref(), Some("credential expired"));
+        // The other session is untouched.
+        assert!(!other_cancel.is_cancelled());
+        assert_eq!(other.termination(), None);
+
+        h.set_end_reason("cancelled");
+        drop(h);
+        assert_eq!(r.termination(id), None, "left the live list");
+        assert_eq!(
+            r.get(id).unwrap().end_reason.as_deref(),
+            Some("credential expired: cancelled")
+        );
+        assert!(!r.end(id, "late"));
+        assert_eq!(r.live_count(), 1);
+    }
+
+    #[test]
+    fn a_session_cancelled_at_shutdown_is_not_ended_again() {
+        let r = SessionRegistry::new();
+        let cancel = CancellationToken::new();
+        let id = SessionId::new();
+        let h = r.register(
+            id,
+            "tcp",
+            SocketAddr::from(([127, 0, 0, 1], 9)),
+            cancel.clone(),
+        );
+        cancel.cancel();
+        assert!(!h.terminate("credential expired"));
+        assert_eq!(h.termination(), None);
+    }
+
+    #[test]
+    fn kill_is_end_by_an_operator() {
+        let r = SessionRegistry::new();
+        let id = SessionId::new();
+        let h = r.register(
+            id,
+            "tcp",
+            SocketAddr::from(([127, 0, 0, 1], 9)),
+            CancellationToken::new(),
+        );
+        assert!(r.kill(id));
+        assert_eq!(h.termination().as_deref(), Some("killed by an operator"));
     }
 }

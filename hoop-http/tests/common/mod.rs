@@ -108,6 +108,8 @@ pub struct Setup {
     pub masker: Arc<dyn Masker>,
     /// Listener idle timeout.
     pub idle: Option<Duration>,
+    /// `Services::end_at_credential_expiry`.
+    pub end_at_credential_expiry: bool,
 }
 
 impl Default for Setup {
@@ -128,6 +130,7 @@ impl Default for Setup {
             options: HttpOptions::default(),
             masker: Arc::new(TestMasker),
             idle: None,
+            end_at_credential_expiry: false,
         }
     }
 }
@@ -210,6 +213,7 @@ impl Gateway {
         services.recorder = Arc::new(JsonlRecorder::new(dir.path().join("rec")));
         services.approvals = Arc::new(gate.clone());
         services.approval_hold = setup.hold;
+        services.end_at_credential_expiry = setup.end_at_credential_expiry;
         let mut listener =
             ListenerConfig::new("http", "127.0.0.1:0".parse().unwrap(), adapter).tls(tls);
         if let Some(idle) = setup.idle {

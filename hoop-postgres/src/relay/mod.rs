@@ -65,7 +65,8 @@ pub enum RelayEnd {
     Client,
     /// The target closed the connection (the client got a FATAL error).
     Target,
-    /// The session was ended by the gateway (operator kill, shutdown).
+    /// The session was ended by the gateway (operator kill, credential expiry, shutdown);
+    /// the client gets FATAL 57P01 naming the reason when the registry has one.
     Killed,
     /// No traffic for the idle timeout.
     Idle,
@@ -80,6 +81,16 @@ impl RelayEnd {
             RelayEnd::Killed => "ended by the gateway",
             RelayEnd::Idle => "idle timeout",
         }
+    }
+}
+
+/// The FATAL message of a session the gateway ended, with why when it said
+/// (`hoop: session terminated by the gateway: credential expired`).
+fn killed_message(why: Option<&str>) -> String {
+    const BASE: &str = "hoop: session terminated by the gateway";
+    match why {
+        Some(why) => format!("{BASE}: {why}"),
+        None => String::from(BASE),
     }
 }
 
@@ -219,7 +230,7 @@ where
         RelayEnd::Killed => Some(ErrorResponse::new(
             Severity::Fatal,
             "57P01",
-            "hoop: session terminated by the gateway",
+            killed_message(parts.auth.termination().as_deref()),
         )),
         RelayEnd::Idle => Some(ErrorResponse::new(
             Severity::Fatal,

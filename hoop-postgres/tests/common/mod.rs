@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hoop_core::approval::{GateConfig, InMemoryGate};
@@ -21,7 +21,9 @@ use hoop_core::recording::JsonlRecorder;
 use hoop_core::sequence::UpstreamSecurity;
 use hoop_core::server::{ListenerConfig, Server, ServerHandle};
 use hoop_core::tls::{ServerTls, ServerTlsConfig, UpstreamRoots, UpstreamTls, UpstreamTlsConfig};
-use hoop_core::{ActionClass, Masker, Resource, Services};
+use hoop_core::{
+    ActionClass, AuthError, Authenticator, Credential, Identity, Masker, Resource, Services,
+};
 use hoop_postgres::{PostgresAdapter, PostgresOptions, PostgresTarget, Secret};
 use hoop_testkit::TestCa;
 use hoop_testkit::postgres::{PgOptions, PgServer};
@@ -49,6 +51,29 @@ pub struct Gateway {
     pub gate: InMemoryGate,
     pub handle: Option<ServerHandle>,
     pub adapter: Arc<PostgresAdapter>,
+    /// Tokens added after the start ([`Gateway::add_token`]).
+    pub late_tokens: Arc<Mutex<Vec<StaticToken>>>,
+}
+
+/// The fixed tokens, then the tokens added while the gateway runs (so a test can mint a
+/// token that expires shortly after it connects, whatever the start took).
+struct Tokens {
+    fixed: StaticTokenAuthenticator,
+    late: Arc<Mutex<Vec<StaticToken>>>,
+}
+
+#[async_trait::async_trait]
+impl Authenticator for Tokens {
+    async fn authenticate(&self, credential: &Credential<'_>) -> Result<Identity, AuthError> {
+        match self.fixed.authenticate(credential).await {
+            Err(AuthError::Invalid(_)) | Err(AuthError::NotApplicable) => {
+                let late = StaticTokenAuthenticator::new(self.late.lock().unwrap().clone())
+                    .map_err(|e| AuthError::Invalid(e.to_string()))?;
+                late.authenticate(credential).await
+            }
+            r => r,
+        }
+    }
 }
 
 pub struct Setup {
@@ -63,6 +88,8 @@ pub struct Setup {
     pub pg_cert: Option<hoop_testkit::TestCert>,
     /// Adapter options.
     pub options: PostgresOptions,
+    /// `Services::end_at_credential_expiry`.
+    pub end_at_credential_expiry: bool,
 }
 
 impl Default for Setup {
@@ -75,6 +102,7 @@ impl Default for Setup {
             pg_auth: hoop_testkit::postgres::PgAuth::Scram,
             pg_cert: None,
             options: PostgresOptions::default(),
+            end_at_credential_expiry: false,
         }
     }
 }
@@ -153,8 +181,14 @@ impl Gateway {
             StaticToken::new("bob", &hash_token(BOB)).unwrap(),
         ])
         .unwrap();
+        let late_tokens = Arc::new(Mutex::new(Vec::new()));
+        let auth = Tokens {
+            fixed: auth,
+            late: late_tokens.clone(),
+        };
         let gate = InMemoryGate::new(GateConfig::default());
         let mut services = Services::new(Arc::new(auth));
+        services.end_at_credential_expiry = setup.end_at_credential_expiry;
         services.policy = Arc::new(policy());
         services.masker = setup.masker.clone();
         services.recorder = Arc::new(JsonlRecorder::new(dir.path().join("rec")));
@@ -178,7 +212,13 @@ impl Gateway {
             gate,
             handle: Some(handle),
             adapter,
+            late_tokens,
         }
+    }
+
+    /// Accepts `token` from now on.
+    pub fn add_token(&self, token: StaticToken) {
+        self.late_tokens.lock().unwrap().push(token);
     }
 
     pub fn conn_string(&self, token: &str) -> String {
