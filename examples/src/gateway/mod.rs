@@ -87,6 +87,9 @@ pub struct GatewayInfo {
     pub dev_cert: Option<(PathBuf, PathBuf)>,
     /// Listeners: name, protocol, bound address, resource names.
     pub listeners: Vec<(String, String, SocketAddr, Vec<String>)>,
+    /// Host names an http listener routes by (`hosts = [...]` of its resources): listener
+    /// name and host, in configuration order.
+    pub http_hosts: Vec<(String, String)>,
     /// The admin API address.
     pub admin: Option<SocketAddr>,
     /// The demo user's token, only when the token file was created now.

@@ -403,6 +403,13 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
             lc = lc.idle_timeout(Duration::from_secs(t));
         }
         builder = builder.listener(lc);
+        if l.protocol == "http" {
+            for (_, r) in &resources {
+                for h in r.hosts.iter().flatten() {
+                    info.http_hosts.push((l.name.clone(), h.clone()));
+                }
+            }
+        }
         listed.push((
             l.name.clone(),
             l.protocol.clone(),
@@ -756,14 +763,31 @@ pub(crate) fn banner(info: &GatewayInfo) -> String {
         |(p, _)| p.display().to_string(),
     );
     let _ = writeln!(o, "\nTry:");
-    for (_, protocol, addr, res) in &info.listeners {
+    for (name, protocol, addr, res) in &info.listeners {
         if protocol == "http" {
-            let _ = writeln!(
-                o,
-                "  curl --cacert {ca} -H \"Authorization: Bearer <demo token>\" https://{}:{}/",
-                addr.ip(),
-                addr.port()
-            );
+            let hosts: Vec<&str> = info
+                .http_hosts
+                .iter()
+                .filter(|(l, _)| l == name)
+                .map(|(_, h)| h.as_str())
+                .collect();
+            if hosts.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "  curl --cacert {ca} -H \"Authorization: Bearer <demo token>\" https://{}:{}/",
+                    addr.ip(),
+                    addr.port()
+                );
+            }
+            // Routed by host name: curl reaches each name at the listener's address.
+            for h in hosts {
+                let _ = writeln!(
+                    o,
+                    "  curl --cacert {ca} --resolve {h}:{port}:{ip} -H \"Authorization: Bearer <demo token>\" https://{h}:{port}/",
+                    ip = addr.ip(),
+                    port = addr.port()
+                );
+            }
         }
         if protocol == "postgres" {
             let db = res.first().map_or("<resource>", String::as_str);
@@ -800,4 +824,43 @@ pub(crate) fn banner(info: &GatewayInfo) -> String {
         );
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+
+    #[test]
+    fn banner_shows_host_routed_listeners_by_name() {
+        let addr: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let pg: SocketAddr = "127.0.0.1:15432".parse().unwrap();
+        let info = GatewayInfo {
+            listeners: vec![
+                (
+                    "web".into(),
+                    "http".into(),
+                    addr,
+                    vec!["a".into(), "b".into()],
+                ),
+                ("pg".into(), "postgres".into(), pg, vec!["appdb".into()]),
+            ],
+            http_hosts: vec![
+                ("web".into(), "a.example".into()),
+                ("web".into(), "b.example".into()),
+            ],
+            ..Default::default()
+        };
+        let b = banner(&info);
+        for h in ["a.example", "b.example"] {
+            assert!(
+                b.contains(&format!("--resolve {h}:8443:127.0.0.1"))
+                    && b.contains(&format!("https://{h}:8443/")),
+                "{b}"
+            );
+        }
+        assert!(!b.contains("https://127.0.0.1:8443/"), "{b}");
+        assert!(b.contains("host=127.0.0.1 port=15432 dbname=appdb"), "{b}");
+    }
 }
