@@ -913,7 +913,9 @@ async fn plaintext_upstream_only_by_opt_in_and_recorded() {
         // A target that is not listening: refused and recorded. The port stays bound (but
         // not listening) for the whole check, so nothing else can start listening on it.
         let reserved = tokio::net::TcpSocket::new_v4().unwrap();
-        reserved.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        reserved
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .unwrap();
         let closed_port = reserved.local_addr().unwrap();
         let gw = start_gateway(&gateway_ca, &upstream_ca, closed_port, Opts::default()).await;
         let (_tls, line) = login(gw.addr, &cfg, "alice-token").await;

@@ -251,7 +251,11 @@ async fn crash_without_finish_leaves_verifiable_lines() {
         count() >= 4
     })
     .await;
-    assert_eq!(count(), 4, "flushed lines must reach the file before finish");
+    assert_eq!(
+        count(),
+        4,
+        "flushed lines must reach the file before finish"
+    );
     // Read the file as a crash would leave it (the recording is still open).
     let report = verify_file(&path).unwrap();
     assert_eq!(report.entries, 4);
