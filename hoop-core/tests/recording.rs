@@ -8,13 +8,29 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use hoop_core::recording::{
     AsciicastRecorder, JsonlRecorder, RecordError, Recorder, SessionMeta, TeeRecorder, VerifyError,
     VerifyWarning, WriterConfig, verify_file,
 };
 use hoop_core::{ActionClass, AuthMethod, Event, Identity, SessionId};
+
+/// The recording writer thread is shared by every recording of this process. The tests
+/// that rely on its batch window (a queue that fills before the writer drains it) run
+/// alone: a recording of another test would make the writer drain at that recording's
+/// (shorter) window, possibly between two events of the test. Every other test shares.
+static WRITER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Polls `cond` until it holds (an eventual state, not a timing assertion); panics with
+/// `what` after a minute.
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 fn meta() -> SessionMeta {
     SessionMeta {
@@ -69,6 +85,7 @@ fn write_lines(path: &Path, lines: &[String]) {
 
 #[tokio::test]
 async fn session_verifies_and_has_start_and_end() {
+    let _shared = WRITER.read().await;
     let dir = tempfile::tempdir().unwrap();
     let sub = dir.path().join("recordings/nested");
     let path = write_session(&sub, 5).await;
@@ -123,6 +140,7 @@ async fn session_verifies_and_has_start_and_end() {
 
 #[tokio::test]
 async fn modified_line_is_found() {
+    let _shared = WRITER.read().await;
     let dir = tempfile::tempdir().unwrap();
     let path = write_session(dir.path(), 5).await;
     let mut ls = lines(&path);
@@ -137,6 +155,7 @@ async fn modified_line_is_found() {
 
 #[tokio::test]
 async fn deleted_line_is_found() {
+    let _shared = WRITER.read().await;
     let dir = tempfile::tempdir().unwrap();
     let path = write_session(dir.path(), 5).await;
     let mut ls = lines(&path);
@@ -154,6 +173,7 @@ async fn deleted_line_is_found() {
 
 #[tokio::test]
 async fn swapped_lines_are_found() {
+    let _shared = WRITER.read().await;
     let dir = tempfile::tempdir().unwrap();
     let path = write_session(dir.path(), 5).await;
     let mut ls = lines(&path);
@@ -167,6 +187,7 @@ async fn swapped_lines_are_found() {
 
 #[tokio::test]
 async fn inserted_line_is_found() {
+    let _shared = WRITER.read().await;
     let dir = tempfile::tempdir().unwrap();
     let path = write_session(dir.path(), 5).await;
     let mut ls = lines(&path);
@@ -182,6 +203,7 @@ async fn inserted_line_is_found() {
 
 #[tokio::test]
 async fn truncated_last_line_is_a_warning_and_earlier_lines_verify() {
+    let _shared = WRITER.read().await;
     let dir = tempfile::tempdir().unwrap();
     let path = write_session(dir.path(), 5).await;
     let bytes = std::fs::read(&path).unwrap();
@@ -214,6 +236,7 @@ async fn truncated_last_line_is_a_warning_and_earlier_lines_verify() {
 
 #[tokio::test]
 async fn crash_without_finish_leaves_verifiable_lines() {
+    let _shared = WRITER.read().await;
     let dir = tempfile::tempdir().unwrap();
     let rec = JsonlRecorder::new(dir.path());
     let m = meta();
@@ -223,15 +246,16 @@ async fn crash_without_finish_leaves_verifiable_lines() {
     }
     let path = rec.path_for(&m.session_id);
     // Wait until the writer has flushed the three commands (what a crash would keep).
-    let mut seen = 0;
-    for _ in 0..500 {
-        seen = std::fs::read_to_string(&path).unwrap().lines().count();
-        if seen == 4 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert_eq!(seen, 4, "flushed lines must reach the file before finish");
+    let count = || std::fs::read_to_string(&path).unwrap().lines().count();
+    eventually("the three commands reach the file before finish", || {
+        count() >= 4
+    })
+    .await;
+    assert_eq!(
+        count(),
+        4,
+        "flushed lines must reach the file before finish"
+    );
     // Read the file as a crash would leave it (the recording is still open).
     let report = verify_file(&path).unwrap();
     assert_eq!(report.entries, 4);
@@ -242,6 +266,7 @@ async fn crash_without_finish_leaves_verifiable_lines() {
 
 #[tokio::test]
 async fn fail_closed_open_refuses_unusable_directory() {
+    let _shared = WRITER.read().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, b"x").unwrap();
@@ -259,6 +284,7 @@ async fn fail_closed_open_refuses_unusable_directory() {
 
 #[tokio::test]
 async fn existing_file_is_never_overwritten() {
+    let _shared = WRITER.read().await;
     let dir = tempfile::tempdir().unwrap();
     let rec = JsonlRecorder::new(dir.path());
     let m = meta();
@@ -271,14 +297,15 @@ async fn existing_file_is_never_overwritten() {
 }
 
 // The writer gathers for its batch window before it drains, so a queue of capacity 1
-// fills deterministically.
+// fills deterministically (this test runs alone: see `WRITER`).
 #[tokio::test(flavor = "current_thread")]
 async fn full_queue_fail_closed_refuses() {
+    let _alone = WRITER.write().await;
     let dir = tempfile::tempdir().unwrap();
     let rec = JsonlRecorder::new(dir.path()).with_writer(WriterConfig {
         queue_capacity: 1,
         // The writer waits this long after the first event before it drains.
-        batch_window: std::time::Duration::from_millis(500),
+        batch_window: Duration::from_millis(500),
         ..WriterConfig::default()
     });
     let m = meta();
@@ -297,6 +324,7 @@ async fn full_queue_fail_closed_refuses() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn record_async_waits_for_room_instead_of_refusing() {
+    let _shared = WRITER.read().await;
     // The same queue of capacity 1 that refuses `record` at once: `record_async` waits
     // for the writer, so a burst is slowed down, not refused, and nothing is lost.
     let dir = tempfile::tempdir().unwrap();
@@ -320,11 +348,12 @@ async fn record_async_waits_for_room_instead_of_refusing() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn full_queue_fail_open_writes_dropped_marker() {
+    let _alone = WRITER.write().await;
     let dir = tempfile::tempdir().unwrap();
     let rec = JsonlRecorder::new(dir.path()).with_writer(WriterConfig {
         queue_capacity: 1,
         fail_closed: false,
-        batch_window: std::time::Duration::from_millis(500),
+        batch_window: Duration::from_millis(500),
         ..WriterConfig::default()
     });
     let m = meta();
@@ -334,12 +363,10 @@ async fn full_queue_fail_open_writes_dropped_marker() {
     }
     // Let the writer drain, then record more: the marker comes before this event.
     let path = rec.path_for(&m.session_id);
-    for _ in 0..500 {
-        if std::fs::read_to_string(&path).unwrap().lines().count() >= 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    eventually("the writer drains the queue", || {
+        std::fs::read_to_string(&path).unwrap().lines().count() >= 2
+    })
+    .await;
     r.record(command("select after")).unwrap();
     r.finish("client closed").await.unwrap();
 
@@ -378,6 +405,7 @@ fn terminal(stream: char, data: &str) -> Event {
 
 #[tokio::test]
 async fn asciicast_and_jsonl_through_a_tee() {
+    let _shared = WRITER.read().await;
     let dir = tempfile::tempdir().unwrap();
     let jsonl = JsonlRecorder::new(dir.path());
     let cast = AsciicastRecorder::new(dir.path()).with_env("SHELL", "/bin/bash");
@@ -388,7 +416,7 @@ async fn asciicast_and_jsonl_through_a_tee() {
     r.record(terminal('o', "alice@db:~$ ")).unwrap();
     r.record(terminal('i', "ls\r")).unwrap();
     r.record(command("ls")).unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
     r.record(terminal('o', "hello-from-the-target\r\n\u{1b}[0m"))
         .unwrap();
     r.finish("client closed").await.unwrap();
@@ -420,6 +448,7 @@ async fn asciicast_and_jsonl_through_a_tee() {
 
 #[tokio::test]
 async fn asciicast_default_size_without_resize() {
+    let _shared = WRITER.read().await;
     let dir = tempfile::tempdir().unwrap();
     let cast = AsciicastRecorder::new(dir.path());
     let m = meta();

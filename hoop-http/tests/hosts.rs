@@ -91,7 +91,7 @@ async fn requests_are_routed_by_host() {
     // per hyper client (the 404 connection opened none).
     assert_eq!(a.conns.load(Ordering::SeqCst), 3);
     assert!(a.seen().iter().all(|s| s.version == http::Version::HTTP_2));
-    let rec = gw.wait_recorded(r#""api-b""#).await;
+    let rec = gw.wait_recorded_all(&[r#""api-b""#, r#""api-a""#]).await;
     assert!(rec.contains(r#""api-a""#), "{rec}");
 }
 

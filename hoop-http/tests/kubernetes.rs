@@ -22,15 +22,16 @@ fn kube() -> Setup {
 }
 
 async fn approve_when_pending(gw: &Gateway) -> String {
-    for _ in 0..400 {
-        if let Some(r) = gw.gate.list_pending().first() {
-            let reviewer = Identity::new("carol", AuthMethod::StaticToken);
-            gw.gate.approve(&r.id, &reviewer, Some("ok")).unwrap();
-            return r.id.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("no review became pending");
+    let mut pending = None;
+    common::eventually(|| {
+        pending = gw.gate.list_pending().first().cloned();
+        pending.is_some()
+    })
+    .await;
+    let r = pending.expect("no review became pending");
+    let reviewer = Identity::new("carol", AuthMethod::StaticToken);
+    gw.gate.approve(&r.id, &reviewer, Some("ok")).unwrap();
+    r.id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,8 +89,12 @@ async fn reads_pass_destructive_denied_for_bob() {
             .iter()
             .all(|s| s.method != "DELETE" && s.method != "POST")
     );
+    // The requests are recorded in order, but written in the background: wait for all.
     let rec = gw
-        .wait_recorded("DELETE /api/v1/namespaces/prod/pods/x")
+        .wait_recorded_all(&[
+            r#""text":"DELETE /api/v1/namespaces/prod/pods/x","class":"destructive","decision":"deny""#,
+            r#""class":"admin""#,
+        ])
         .await;
     assert!(rec.contains(r#""text":"DELETE /api/v1/namespaces/prod/pods/x","class":"destructive","decision":"deny""#), "{rec}");
     assert!(rec.contains(r#""class":"admin""#), "{rec}");

@@ -66,13 +66,11 @@ async fn check(upstream_h2: bool) {
     assert!(seen.iter().all(|s| s.version == want), "{seen:?}");
     // Recordings are written in the background: wait for the six requests.
     let mut rec = String::new();
-    for _ in 0..200 {
+    common::eventually(|| {
         rec = gw.recordings_text();
-        if rec.matches(r#""kind":"http_request""#).count() >= 6 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        rec.matches(r#""kind":"http_request""#).count() >= 6
+    })
+    .await;
     assert!(rec.contains(r#""path":"/trailers""#), "{rec}");
     // Every response went out whole (and its HTTP/1.1 target connection back to the pool).
     assert!(!rec.contains(r#""complete":false"#), "{rec}");

@@ -51,8 +51,17 @@ async fn psql_query_is_masked_and_recorded() {
     })
     .await;
     assert_eq!(stdout(&out).trim(), "app|t");
-    // Recorded, verifiable, without the token or the target password.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Recorded, verifiable, without the token or the target password. psql may exit
+    // before the gateway has written the end of its session: wait for both ends.
+    let ended = common::eventually(|| {
+        let recs = gw.recordings();
+        recs.len() >= 2
+            && recs.iter().all(|r| {
+                hoop_core::recording::verify_file(r).is_ok_and(|report| report.is_complete())
+            })
+    })
+    .await;
+    assert!(ended, "sessions not recorded: {}", gw.all_recordings_text());
     let recs = gw.recordings();
     assert_eq!(recs.len(), 2, "one recording per session");
     for r in &recs {
@@ -196,15 +205,17 @@ async fn review_holds_then_approval_runs_it_and_grant_lets_retry_pass() {
     let c = connect(&gw, ALICE).await;
     let gate = gw.gate.clone();
     let approver = tokio::spawn(async move {
-        for _ in 0..200 {
-            if let Some(r) = gate.list_pending().first() {
-                let reviewer = Identity::new("carol", AuthMethod::StaticToken);
-                gate.approve(&r.id, &reviewer, Some("ok")).unwrap();
-                return r.id.clone();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("no review appeared");
+        let mut pending = None;
+        let appeared = common::eventually(|| {
+            pending = gate.list_pending().first().cloned();
+            pending.is_some()
+        })
+        .await;
+        assert!(appeared, "no review appeared");
+        let r = pending.unwrap();
+        let reviewer = Identity::new("carol", AuthMethod::StaticToken);
+        gate.approve(&r.id, &reviewer, Some("ok")).unwrap();
+        r.id
     });
     c.batch_execute("drop table t2").await.unwrap();
     let id = approver.await.unwrap();
@@ -228,14 +239,12 @@ async fn review_holds_then_approval_runs_it_and_grant_lets_retry_pass() {
     let c2 = connect(&gw, ALICE).await;
     let held = tokio::spawn(async move { c2.batch_execute("truncate t").await });
     let mut pending = None;
-    for _ in 0..100 {
-        if let Some(r) = gate.list_pending().first() {
-            pending = Some(r.id.clone());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let id = pending.unwrap();
+    common::eventually(|| {
+        pending = gate.list_pending().first().map(|r| r.id.clone());
+        pending.is_some()
+    })
+    .await;
+    let id = pending.expect("the TRUNCATE is held");
     let alice = Identity::new("alice", AuthMethod::StaticToken);
     assert!(gate.approve(&id, &alice, None).is_err());
     gate.reject(
@@ -254,12 +263,30 @@ async fn review_holds_then_approval_runs_it_and_grant_lets_retry_pass() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_request_reaches_the_right_backend() {
-    let gw = Gateway::start(Setup::default()).await;
+    let gw = std::sync::Arc::new(Gateway::start(Setup::default()).await);
     let c = connect(&gw, BOB).await;
     let token = c.cancel_token();
     let tls = common::tls_connector(&gw);
+    // Cancel once the target runs the query (a cancel that arrives before it is a no-op).
+    let g = gw.clone();
     let canceller = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let running = blocking(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while std::time::Instant::now() < deadline {
+                let n = g.pg.psql(
+                    "appdb",
+                    "select count(*) from pg_stat_activity where state = 'active' \
+                     and query like '%pg_sleep(30)%' and pid <> pg_backend_pid()",
+                );
+                if n.trim() == "1" {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            false
+        })
+        .await;
+        assert!(running, "the query never ran on the target");
         token.cancel_query(tls).await
     });
     let err = c.batch_execute("select pg_sleep(30)").await.unwrap_err();
@@ -378,8 +405,9 @@ async fn bad_target_certificates_fail_closed_with_their_reason() {
         let db = err.as_db_error().expect("a protocol-native error");
         assert_eq!(db.code().code(), "08001");
         assert!(db.message().contains(reason), "{reason}: {}", db.message());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let all = gw.all_recordings_text();
+        let all = gw
+            .wait_recorded(&[&format!("upstream TLS refused ({reason})")])
+            .await;
         assert!(
             all.contains(&format!("upstream TLS refused ({reason})")),
             "{reason} not in the audit trail: {all}"
@@ -536,7 +564,7 @@ async fn notifications_pass_through() {
         .batch_execute("notify hoop_channel, 'hello'")
         .await
         .unwrap();
-    let payload = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+    let payload = tokio::time::timeout(Duration::from_secs(60), rx.recv())
         .await
         .unwrap()
         .unwrap();
@@ -577,13 +605,11 @@ async fn nothing_pipelined_behind_a_held_statement_runs_first() {
         )
     });
     let mut first = None;
-    for _ in 0..100 {
-        if let Some(r) = gw.gate.list_pending().first() {
-            first = Some(r.clone());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually(|| {
+        first = gw.gate.list_pending().first().cloned();
+        first.is_some()
+    })
+    .await;
     let first = first.expect("the TRUNCATE is held");
     assert!(
         first.action.to_lowercase().contains("truncate"),
@@ -609,18 +635,15 @@ async fn nothing_pipelined_behind_a_held_statement_runs_first() {
     gw.gate.reject(&first.id, &carol, "no").unwrap();
     // Then the INSERT runs, and the DROP is held in its turn.
     let mut second = None;
-    for _ in 0..100 {
-        if let Some(r) = gw
+    common::eventually(|| {
+        second = gw
             .gate
             .list_pending()
             .into_iter()
-            .find(|r| r.id != first.id)
-        {
-            second = Some(r);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            .find(|r| r.id != first.id);
+        second.is_some()
+    })
+    .await;
     let second = second.expect("the DROP is held");
     assert!(second.action.to_lowercase().contains("drop"), "{second:?}");
     gw.gate.reject(&second.id, &carol, "no").unwrap();

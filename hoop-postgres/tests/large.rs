@@ -142,8 +142,9 @@ async fn a_100_mb_value_streams_out_intact_with_bounded_memory() {
         growth < MAX_GROWTH_KB,
         "the gateway's memory grew by {growth} KiB for a 100 MiB value"
     );
-    // The session's result was recorded with its row.
-    let rec = gw.all_recordings_text();
+    // The session's result was recorded with its row (written in the background, maybe
+    // after psql has exited).
+    let rec = gw.wait_recorded(&["\"rows\":1"]).await;
     assert!(rec.contains("\"rows\":1"), "{rec}");
 }
 
@@ -221,7 +222,7 @@ async fn values_over_the_inspection_cap_are_masked_whole_and_the_session_goes_on
     );
     assert_eq!(lines[4], "still here");
     // The masked values are counted in the recording: 4 in the first row.
-    let rec = gw.all_recordings_text();
+    let rec = gw.wait_recorded(&["\"masked_fields\":4"]).await;
     assert!(rec.contains("\"masked_fields\":4"), "{rec}");
 }
 

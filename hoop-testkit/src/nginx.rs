@@ -8,7 +8,6 @@
 //! }
 //! ```
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -72,7 +71,6 @@ impl NginxServer {
             }
         };
         let (cert_path, key_path) = cert.write(dir.path(), "nginx");
-        let port = crate::free_port();
         let location = match &opts.proxy_to {
             Some((_, ca)) => format!(
                 "location / {{\n proxy_pass https://origin;\n proxy_http_version 1.1;\n \
@@ -87,50 +85,76 @@ impl NginxServer {
             Some((origin, _)) => format!("upstream origin {{ server {origin}; keepalive 64; }}"),
             None => String::new(),
         };
-        let d = dir.path().display();
-        let conf = format!(
-            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
-             error_log {d}/error.log warn;\n\
-             events {{ worker_connections 1024; }}\n\
-             http {{\n types {{ application/json json; text/plain txt; text/html html; }}\n\
-             default_type application/octet-stream;\n access_log off;\n\
-             client_body_temp_path {d}/client_body;\n proxy_temp_path {d}/proxy;\n\
-             fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
-             {upstream_block}\n\
-             server {{\n listen 127.0.0.1:{port} ssl http2;\n server_name localhost;\n\
-             ssl_certificate {};\n ssl_certificate_key {};\n keepalive_requests 100000;\n\
-             {}\n {location}\n }}\n}}\n",
-            cert_path.display(),
-            key_path.display(),
-            opts.extra_server.join("\n"),
-        );
+        let d = dir.path().display().to_string();
         let conf_path = dir.path().join("nginx.conf");
-        std::fs::write(&conf_path, conf).expect("write nginx.conf");
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-p")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn nginx");
+        let error_log = dir.path().join("error.log");
+        // The port was free a moment ago; another process may take it before nginx binds
+        // it. nginx is ready once it listens on the port itself (not merely once something
+        // answers there); if it cannot bind, it is started again on another port.
+        let mut attempt = 0;
+        let (port, child) = loop {
+            attempt += 1;
+            let port = crate::free_port();
+            let conf = format!(
+                "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+                 error_log {d}/error.log warn;\n\
+                 events {{ worker_connections 1024; }}\n\
+                 http {{\n types {{ application/json json; text/plain txt; text/html html; }}\n\
+                 default_type application/octet-stream;\n access_log off;\n\
+                 client_body_temp_path {d}/client_body;\n proxy_temp_path {d}/proxy;\n\
+                 fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+                 {upstream_block}\n\
+                 server {{\n listen 127.0.0.1:{port} ssl http2;\n server_name localhost;\n\
+                 ssl_certificate {};\n ssl_certificate_key {};\n keepalive_requests 100000;\n\
+                 {}\n {location}\n }}\n}}\n",
+                cert_path.display(),
+                key_path.display(),
+                opts.extra_server.join("\n"),
+            );
+            std::fs::write(&conf_path, conf).expect("write nginx.conf");
+            let _ = std::fs::remove_file(&error_log);
+            let mut child = Command::new(&bin)
+                .arg("-c")
+                .arg(&conf_path)
+                .arg("-p")
+                .arg(dir.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn nginx");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let bind_failed = loop {
+                let log = std::fs::read_to_string(&error_log).unwrap_or_default();
+                if log.contains("Address already in use") {
+                    break true;
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("nginx exited ({status}) at start: {log}");
+                }
+                if crate::ports::listens(child.id(), port) {
+                    break false;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("nginx did not start: {log}");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            if !bind_failed {
+                break (port, child);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(attempt < 5, "nginx could not bind a free port five times");
+        };
         let server = NginxServer {
             port,
             dir,
             ca_path,
             child,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(server.dir.path().join("error.log"))
-                    .unwrap_or_default();
-                panic!("nginx did not start: {log}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
         Some(server)
     }
 

@@ -156,9 +156,8 @@ impl PgServer {
         check(initdb.output().expect("run initdb"), "initdb");
         std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .expect("chmod key");
-        let port = crate::free_port();
         let mut conf = format!(
-            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{root}'\n\
+            "listen_addresses = '127.0.0.1'\nunix_socket_directories = '{root}'\n\
              ssl = on\nssl_cert_file = '{cert}'\nssl_key_file = '{key}'\n\
              password_encryption = '{enc}'\nfsync = off\nsynchronous_commit = off\n\
              full_page_writes = off\nmax_connections = 200\n",
@@ -186,21 +185,38 @@ impl PgServer {
         std::fs::write(data.join("pg_hba.conf"), hba).expect("write pg_hba");
         chown_postgres(&root);
         let log = root.join("postgres.log");
-        let mut start = as_postgres("pg_ctl");
-        start
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(&log)
-            .args(["-w", "-t", "30", "start"]);
-        let out = start.output().expect("run pg_ctl start");
-        if !out.status.success() {
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
+        // The port was free a moment ago; another process may take it before the server
+        // binds it. The server then refuses to start (it says why in its log) and is
+        // started again on another port.
+        let mut attempt = 0;
+        let port = loop {
+            attempt += 1;
+            let port = crate::free_port();
+            // The last `port` line of postgresql.conf wins.
+            append(&data.join("postgresql.conf"), &format!("port = {port}\n"));
+            let log_before = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+            let mut start = as_postgres("pg_ctl");
+            start
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(&log)
+                .args(["-w", "-t", "120", "start"]);
+            let out = start.output().expect("run pg_ctl start");
+            if out.status.success() {
+                break port;
+            }
+            let text = std::fs::read(&log).unwrap_or_default();
+            let new = String::from_utf8_lossy(text.get(log_before as usize..).unwrap_or(&[]));
+            if attempt < 5 && new.contains("could not bind") {
+                continue;
+            }
             panic!(
-                "pg_ctl start failed: {}\n{log}",
-                String::from_utf8_lossy(&out.stderr)
+                "pg_ctl start failed: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&text)
             );
-        }
+        };
         let pg = PgServer {
             port,
             superuser_password: opts.superuser_password.clone(),

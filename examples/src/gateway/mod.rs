@@ -289,6 +289,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<ShutdownReport, GatewayError> {
     let gw = Gateway::start(config).await?;
+    // Before the banner: whoever waits for the banner may signal at once, and a signal
+    // that came before its handler would take the default action (SIGTERM and SIGHUP
+    // end the process on the spot).
+    let signals = StopSignals::install();
     {
         // Not println!: a closed stdout must not take the gateway down.
         use std::io::Write as _;
@@ -297,7 +301,7 @@ pub async fn run(
             warn!("cannot print the banner: {e}");
         }
     }
-    wait_for_stop(&gw, shutdown).await;
+    wait_for_stop(&gw, signals, shutdown).await;
     info!(
         "shutting down: draining sessions for up to {}s",
         DRAIN_DEADLINE.as_secs()
@@ -307,15 +311,36 @@ pub async fn run(
     Ok(report)
 }
 
+/// The signals that stop or reload the gateway, listened to from installation on.
 #[cfg(unix)]
-async fn wait_for_stop(gw: &Gateway, shutdown: impl Future<Output = ()>) {
-    use tokio::signal::unix::{SignalKind, signal};
+struct StopSignals(
+    Option<(
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+    )>,
+);
+
+#[cfg(unix)]
+impl StopSignals {
+    /// SIGTERM, SIGINT and SIGHUP; `None` inside when they cannot be installed.
+    fn install() -> StopSignals {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(term), Ok(int), Ok(hup)) => StopSignals(Some((term, int, hup))),
+            _ => StopSignals(None),
+        }
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_stop(gw: &Gateway, signals: StopSignals, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
+    let Some((mut term, mut int, mut hup)) = signals.0 else {
         warn!("cannot install signal handlers; stopping only on request");
         shutdown.await;
         return;
@@ -333,8 +358,19 @@ async fn wait_for_stop(gw: &Gateway, shutdown: impl Future<Output = ()>) {
     }
 }
 
+/// Nothing to install: Ctrl-C is listened to while waiting.
 #[cfg(not(unix))]
-async fn wait_for_stop(_gw: &Gateway, shutdown: impl Future<Output = ()>) {
+struct StopSignals;
+
+#[cfg(not(unix))]
+impl StopSignals {
+    fn install() -> StopSignals {
+        StopSignals
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_stop(_gw: &Gateway, _signals: StopSignals, shutdown: impl Future<Output = ()>) {
     tokio::select! {
         _ = shutdown => {}
         _ = tokio::signal::ctrl_c() => {}

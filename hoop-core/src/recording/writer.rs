@@ -680,6 +680,19 @@ mod tests {
         }
     }
 
+    /// Calls `step` every few milliseconds until it returns true (an eventual state, not
+    /// a timing assertion); false after a minute.
+    async fn eventually(mut step: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if step() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    }
+
     #[tokio::test]
     async fn write_error_fails_closed() {
         // /dev/full refuses every write with ENOSPC, even for root.
@@ -690,14 +703,7 @@ mod tests {
         let rec =
             QueuedRecording::spawn(file, Lines, &WriterConfig::default(), None, |_| true).unwrap();
         rec.record(note()).unwrap();
-        let mut refused = false;
-        for _ in 0..500 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            if rec.record(note()).is_err() {
-                refused = true;
-                break;
-            }
-        }
+        let refused = eventually(|| rec.record(note()).is_err()).await;
         assert!(
             refused,
             "a fail-closed recording must refuse after a write error"
@@ -718,22 +724,11 @@ mod tests {
         let rec =
             QueuedRecording::spawn(file, Lines, &config, Some(path.clone()), |_| true).unwrap();
         rec.record(note()).unwrap();
-        // Let the writer record its file's identity and write the first batch.
-        for _ in 0..500 {
-            if std::fs::metadata(&path).unwrap().len() > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        // Let the writer write the first batch.
+        let written = eventually(|| std::fs::metadata(&path).unwrap().len() > 0).await;
+        assert!(written, "the first batch never reached the file");
         std::fs::remove_file(&path).unwrap();
-        let mut refused = false;
-        for _ in 0..500 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            if rec.record(note()).is_err() {
-                refused = true;
-                break;
-            }
-        }
+        let refused = eventually(|| rec.record(note()).is_err()).await;
         assert!(refused, "writing into a removed file must fail closed");
         let err = Box::new(rec).finish("done").await.unwrap_err();
         assert!(err.to_string().contains("removed"), "{err}");
@@ -750,10 +745,16 @@ mod tests {
             ..WriterConfig::default()
         };
         let rec = QueuedRecording::spawn(file, Lines, &config, None, |_| true).unwrap();
-        for _ in 0..50 {
+        // Every event is accepted, before and after the writer meets the error; the
+        // events written after it are counted as lost.
+        let failed_and_lost = eventually(|| {
             rec.record(note()).unwrap();
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+            rec.shared().failed.load(Ordering::Acquire)
+                && rec.shared().lost.load(Ordering::Relaxed) > 0
+        })
+        .await;
+        assert!(failed_and_lost, "the write error is never noted");
+        rec.record(note()).unwrap();
         assert!(rec.shared().failed.load(Ordering::Acquire));
         assert!(rec.shared().lost.load(Ordering::Relaxed) > 0);
         assert!(Box::new(rec).finish("done").await.is_err());

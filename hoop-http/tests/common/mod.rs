@@ -116,7 +116,8 @@ impl Default for Setup {
     fn default() -> Self {
         Setup {
             protocol: "http",
-            hold: Duration::from_secs(20),
+            // Longer than any test takes to decide a review, even on a busy machine.
+            hold: Duration::from_secs(120),
             max_body: 1 << 20,
             passthrough: false,
             upstream_alpn: vec![b"http/1.1".to_vec()],
@@ -288,16 +289,37 @@ impl Gateway {
     }
 
     /// Recordings text once it contains `needle` (recordings are written in the
-    /// background), or what there is after 10 s.
+    /// background), or what there is after a minute.
     pub async fn wait_recorded(&self, needle: &str) -> String {
-        for _ in 0..200 {
-            let t = self.recordings_text();
-            if t.contains(needle) {
-                return t;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        self.wait_recorded_all(&[needle]).await
+    }
+
+    /// Recordings text once it contains every one of `needles` (events of one session,
+    /// or of several, reach the files in the background, not all at once), or what
+    /// there is after a minute.
+    pub async fn wait_recorded_all(&self, needles: &[&str]) -> String {
+        let mut t = String::new();
+        eventually(|| {
+            t = self.recordings_text();
+            needles.iter().all(|n| t.contains(n))
+        })
+        .await;
+        t
+    }
+}
+
+/// Calls `cond` every 50 ms until it holds (an eventual state, not a timing assertion);
+/// false after a minute.
+pub async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if cond() {
+            return true;
         }
-        self.recordings_text()
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

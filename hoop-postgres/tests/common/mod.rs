@@ -97,7 +97,8 @@ impl Default for Setup {
         Setup {
             upstream_ca: None,
             masker: rule_masker(),
-            hold: Duration::from_secs(20),
+            // Longer than any test takes to decide a review, even on a busy machine.
+            hold: Duration::from_secs(120),
             read_only: false,
             pg_auth: hoop_testkit::postgres::PgAuth::Scram,
             pg_cert: None,
@@ -252,6 +253,35 @@ impl Gateway {
             .iter()
             .map(|p| std::fs::read_to_string(p).unwrap())
             .collect()
+    }
+
+    /// The recordings' text once it contains every one of `needles`: recordings are
+    /// written by a background thread, after the client already has its answer. Panics
+    /// with what there is after a minute.
+    pub async fn wait_recorded(&self, needles: &[&str]) -> String {
+        let mut text = String::new();
+        let found = eventually(|| {
+            text = self.all_recordings_text();
+            needles.iter().all(|n| text.contains(n))
+        })
+        .await;
+        assert!(found, "{needles:?} never recorded in:\n{text}");
+        text
+    }
+}
+
+/// Calls `cond` every 50 ms until it holds (an eventual state, not a timing assertion);
+/// false after a minute.
+pub async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
