@@ -4,8 +4,8 @@
 //!
 //! A masked value stays valid for its column type: text-like types (`text`, `varchar`,
 //! `bpchar`, `name`, `json`, `jsonb`, `xml`, `unknown`) get the masked string; for every
-//! other type a value that would change becomes NULL, and so does a binary value of a
-//! column a field-name rule masks.
+//! other type a value that would change becomes NULL, and so does every value of such a
+//! column that a field-name rule masks (whatever the rule would write, without writing it).
 //!
 //! # Values too large to inspect
 //!
@@ -243,6 +243,10 @@ pub fn mask_value_into(
     };
     let start = out.len();
     let text_like = is_text_like(oid);
+    if !text_like && masker.masks_prepared(prepared, &field) {
+        // A typed column under a field rule: NULL, in either format.
+        return MaskedValue::Null;
+    }
     if format == 1 {
         // Binary: text-like types are their UTF-8 bytes (jsonb with a version byte).
         let (prefix, body) = match (oid, value) {

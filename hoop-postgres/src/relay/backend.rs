@@ -26,14 +26,17 @@ use crate::messages::{CommandComplete, CopyResponse, ErrorFields, RowDescription
 /// rows of a simple query by the RowDescription just before them.
 fn row_columns<'c>(
     queue: &'c VecDeque<Expect>,
-    portals: &'c HashMap<String, Vec<Column>>,
+    portals: &'c HashMap<String, Cols>,
     current: Option<&'c [Column]>,
 ) -> &'c [Column] {
     match queue.front() {
-        Some(Expect::Execute { portal, .. }) => portals.get(portal).map_or(&[], Vec::as_slice),
+        Some(Expect::Execute { portal, .. }) => portals.get(portal).map_or(&[], |c| &c[..]),
         _ => current.unwrap_or(&[]),
     }
 }
+
+/// The columns of a result, shared between the statement, its portals and the rows.
+type Cols = Arc<[Column]>;
 
 /// Type OID used for a column whose type is not known (no Describe was seen): never
 /// treated as text-like, so a masked value becomes NULL rather than corrupting it.
@@ -87,9 +90,15 @@ pub struct Backend<'a, R, W> {
     /// For the idle timeout.
     pub activity: &'a super::Activity,
     queue: VecDeque<Expect>,
-    statements: HashMap<String, Vec<Column>>,
-    portals: HashMap<String, Vec<Column>>,
-    current: Option<Vec<Column>>,
+    statements: HashMap<String, Cols>,
+    portals: HashMap<String, Cols>,
+    current: Option<Cols>,
+    /// The last RowDescription's body and its columns: a statement run again describes
+    /// its result with the same bytes, and its columns are not decided again.
+    last_description: Option<(Vec<u8>, Cols)>,
+    /// Columns of unknown type for a Bind of a statement never described, per result
+    /// format (text, binary).
+    unknown: [Option<Cols>; 2],
     copy_out: Option<CopyFormat>,
     progress: Progress,
     masked_total: u64,
@@ -124,6 +133,8 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
             statements: HashMap::new(),
             portals: HashMap::new(),
             current: None,
+            last_description: None,
+            unknown: [None, None],
             copy_out: None,
             progress: Progress::default(),
             masked_total: 0,
@@ -333,14 +344,73 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
     }
 
     /// The columns describing the DataRows arriving now.
-    fn row_columns(&mut self) -> Vec<Column> {
+    fn row_columns(&mut self) -> Cols {
         self.front();
-        match self.queue.front() {
-            Some(Expect::Execute { portal, .. }) => {
-                self.portals.get(portal).cloned().unwrap_or_default()
-            }
-            _ => self.current.clone().unwrap_or_default(),
+        let cols = match self.queue.front() {
+            Some(Expect::Execute { portal, .. }) => self.portals.get(portal),
+            _ => self.current.as_ref(),
+        };
+        cols.cloned().unwrap_or_else(|| Arc::from([]))
+    }
+
+    /// The columns of a RowDescription, decided once per distinct description.
+    fn described(&mut self, body: &[u8]) -> Result<Cols, PgError> {
+        if let Some((last, cols)) = &self.last_description
+            && last.as_slice() == body
+        {
+            return Ok(cols.clone());
         }
+        let cols: Cols = columns(self.masker, &RowDescription::parse(body)?).into();
+        self.last_description = Some((body.to_vec(), cols.clone()));
+        Ok(cols)
+    }
+
+    /// The columns of a portal bound from `statement` with result `formats`.
+    fn bound(&mut self, statement: &str, formats: &[i16]) -> Cols {
+        let Some(desc) = self.statements.get(statement) else {
+            // Never described: as many columns of unknown type as formats were given.
+            if formats.len() <= 1 {
+                let format = format_at(formats, 0);
+                let slot = usize::from(format == 1);
+                if let Some(Some(cols)) = self.unknown.get(slot) {
+                    return cols.clone();
+                }
+                let cols: Cols = Arc::from([Column::new(
+                    self.masker,
+                    String::new(),
+                    UNKNOWN_TYPE,
+                    format,
+                )]);
+                if let Some(s) = self.unknown.get_mut(slot) {
+                    *s = Some(cols.clone());
+                }
+                return cols;
+            }
+            return (0..formats.len())
+                .map(|i| {
+                    Column::new(
+                        self.masker,
+                        String::new(),
+                        UNKNOWN_TYPE,
+                        format_at(formats, i),
+                    )
+                })
+                .collect();
+        };
+        if desc
+            .iter()
+            .enumerate()
+            .all(|(i, c)| c.format == format_at(formats, i))
+        {
+            return desc.clone();
+        }
+        desc.iter()
+            .enumerate()
+            .map(|(i, c)| Column {
+                format: format_at(formats, i),
+                ..c.clone()
+            })
+            .collect()
     }
 
     /// Reads the announced DataRow column by column and masks it: values up to the
@@ -479,7 +549,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
                 Ok(None)
             }
             tags::ROW_DESCRIPTION => {
-                let cols = columns(self.masker, &RowDescription::parse(frame.body())?);
+                let cols = self.described(frame.body())?;
                 match self.front() {
                     Some(Expect::DescribeStatement(_)) => {
                         if let Some(Expect::DescribeStatement(name)) = self.pop() {
@@ -498,10 +568,10 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
             tags::NO_DATA => {
                 match self.pop() {
                     Some(Expect::DescribeStatement(name)) => {
-                        self.statements.insert(name, Vec::new());
+                        self.statements.insert(name, Arc::from([]));
                     }
                     Some(Expect::DescribePortal(name)) => {
-                        self.portals.insert(name, Vec::new());
+                        self.portals.insert(name, Arc::from([]));
                     }
                     Some(other) => self.queue.push_front(other),
                     None => {}
@@ -521,26 +591,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
                     formats,
                 }) = self.pop()
                 {
-                    let cols = match self.statements.get(&statement) {
-                        Some(desc) => desc
-                            .iter()
-                            .enumerate()
-                            .map(|(i, c)| Column {
-                                format: format_at(&formats, i),
-                                ..c.clone()
-                            })
-                            .collect(),
-                        None => (0..formats.len().max(1))
-                            .map(|i| {
-                                Column::new(
-                                    self.masker,
-                                    String::new(),
-                                    UNKNOWN_TYPE,
-                                    format_at(&formats, i),
-                                )
-                            })
-                            .collect(),
-                    };
+                    let cols = self.bound(&statement, &formats);
                     self.portals.insert(portal, cols);
                 }
                 Ok(Some(frame))
