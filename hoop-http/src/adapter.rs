@@ -50,7 +50,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, TryStreamExt};
 use hoop_core::sequence::{Authorized, Checked};
 use hoop_core::tls::ClientTlsInfo;
-use hoop_core::{Adapter, ClientConn, Credential, Event, SessionCtx};
+use hoop_core::{Adapter, AuthError, ClientConn, Credential, Event, SessionCtx};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, BodyStream, StreamBody};
@@ -371,6 +371,28 @@ fn unauthorized(reason: &str) -> Response<Body> {
     error_response(StatusCode::UNAUTHORIZED, "unauthorized", reason, None)
 }
 
+/// The answer to a credential that was not accepted: 401, or 503 when the gateway could
+/// not check it (the identity provider's keys cannot be fetched): the client is not at
+/// fault and may retry; nothing is let through either way.
+fn auth_refused(e: &AuthError) -> Response<Body> {
+    match e {
+        AuthError::Unavailable(_) => {
+            let mut r = error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "identity_unavailable",
+                &e.to_string(),
+                None,
+            );
+            r.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                http::HeaderValue::from_static("5"),
+            );
+            r
+        }
+        _ => unauthorized(&e.to_string()),
+    }
+}
+
 fn forbidden(reason: &str, review_id: Option<&str>) -> Response<Body> {
     error_response(StatusCode::FORBIDDEN, "forbidden", reason, review_id)
 }
@@ -419,7 +441,7 @@ impl Session {
                 .ctx
                 .authenticate(&Credential::Bearer(token))
                 .await
-                .map_err(|e| unauthorized(&e.to_string()))?;
+                .map_err(|e| auth_refused(&e))?;
             let id = authn.identity();
             if id.subject != est.subject || id.groups != est.groups {
                 return Err(unauthorized(
@@ -438,12 +460,12 @@ impl Session {
                 .ctx
                 .authenticate(&Credential::ClientCertificate(cert))
                 .await
-                .map_err(|e| unauthorized(&e.to_string()))?,
+                .map_err(|e| auth_refused(&e))?,
             (None, Some(t)) => self
                 .ctx
                 .authenticate(&Credential::Bearer(t))
                 .await
-                .map_err(|e| unauthorized(&e.to_string()))?,
+                .map_err(|e| auth_refused(&e))?,
             (None, None) => return Err(unauthorized("a bearer token is required")),
         };
         let id = authn.identity();
