@@ -7,6 +7,7 @@
     clippy::indexing_slicing
 )]
 
+use hoop_testkit::wait::wait_until;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,23 +59,10 @@ async fn pending(gate: &InMemoryGate, req: ReviewRequest) -> hoop_core::approval
     }
 }
 
-/// Waits until `cond` holds (an eventual state, not a timing assertion); panics with
-/// `what` after a minute.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never happened: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// Waits (bounded) until the gate lists a pending review and returns its id.
 async fn first_pending_id(gate: &InMemoryGate) -> String {
     let mut id = None;
-    eventually("a pending review appears", || {
+    wait_until("a pending review appears", || {
         id = gate.list_pending().first().map(|r| r.id.clone());
         id.is_some()
     })
@@ -526,7 +514,7 @@ async fn webhook_posts_new_reviews_over_verified_tls() {
         );
     }
     // The notifier counts the delivery once the 204 is back.
-    eventually("the retry is counted as sent", || notifier.sent() >= 1).await;
+    wait_until("the retry is counted as sent", || notifier.sent() >= 1).await;
     assert_eq!(notifier.sent(), 1);
     assert_eq!(notifier.failed(), 0);
     assert_eq!(hook.hits.load(Ordering::SeqCst), 2);
@@ -557,7 +545,7 @@ async fn webhook_refuses_an_untrusted_server() {
         .build();
     // Submitting never waits on the webhook.
     let _p = pending(&gate, request(alice(), "pg", "drop table t")).await;
-    eventually("the notification is given up", || notifier.failed() >= 1).await;
+    wait_until("the notification is given up", || notifier.failed() >= 1).await;
     assert_eq!(notifier.failed(), 1, "the notification must be given up");
     assert_eq!(notifier.sent(), 0);
     assert_eq!(

@@ -9,6 +9,7 @@
     missing_docs
 )]
 
+use hoop_testkit::wait::wait_until;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -390,19 +391,6 @@ async fn echo_once(tls: &mut TlsStream<TcpStream>, msg: &[u8]) {
     assert_eq!(back, msg);
 }
 
-/// Waits until `cond` holds (an eventual state, not a timing assertion); panics with
-/// `what` after a minute.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never happened: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Guards a test against hanging.
 async fn bounded<F: Future<Output = ()>>(f: F) {
     tokio::time::timeout(Duration::from_secs(300), f)
@@ -469,12 +457,12 @@ async fn echo_through_two_separate_tls_sessions() {
 
         // The audit trail: opened for alice on echo, byte counts, clean end.
         let total = payload.len() as u64 + 26;
-        eventually("relay recorded", || !gw.recorder.relay_notes().is_empty()).await;
+        wait_until("relay recorded", || !gw.recorder.relay_notes().is_empty()).await;
         let note = &gw.recorder.relay_notes()[0];
         assert_eq!(note["bytes_up"], total);
         assert_eq!(note["bytes_down"], total);
         assert_eq!(note["end"], "client closed");
-        eventually("end recorded", || !gw.recorder.end_reasons().is_empty()).await;
+        wait_until("end recorded", || !gw.recorder.end_reasons().is_empty()).await;
         assert_eq!(gw.recorder.end_reasons(), vec!["client closed"]);
         let opened = gw.recorder.opened.lock().unwrap().clone();
         assert_eq!(opened.len(), 1);
@@ -482,7 +470,7 @@ async fn echo_through_two_separate_tls_sessions() {
         assert_eq!(opened[0].resource, "echo");
         assert_eq!(opened[0].protocol, "tcp");
         let registry = gw.handle().registry();
-        eventually("session ended", || registry.live_count() == 0).await;
+        wait_until("session ended", || registry.live_count() == 0).await;
         assert_eq!(
             registry.recent()[0].end_reason.as_deref(),
             Some("client closed")
@@ -525,7 +513,7 @@ async fn bad_upstream_certificates_fail_closed_and_are_audited() {
                 "{reason}: unexpected answer {line:?}"
             );
             assert!(sees_end(&mut tls).await, "{reason}: connection not closed");
-            eventually("refusal recorded", || !gw.recorder.errors().is_empty()).await;
+            wait_until("refusal recorded", || !gw.recorder.errors().is_empty()).await;
             let errors = gw.recorder.errors();
             assert!(
                 errors.iter().any(|m| m.contains("upstream TLS refused")),
@@ -533,9 +521,9 @@ async fn bad_upstream_certificates_fail_closed_and_are_audited() {
             );
             // The target never completed a TLS session with the gateway.
             assert!(upstream.accepted.lock().unwrap().is_empty());
-            eventually("end recorded", || !gw.recorder.end_reasons().is_empty()).await;
+            wait_until("end recorded", || !gw.recorder.end_reasons().is_empty()).await;
             let registry = gw.handle().registry();
-            eventually("session ended", || registry.live_count() == 0).await;
+            wait_until("session ended", || registry.live_count() == 0).await;
             let ended = registry.recent()[0].end_reason.clone().unwrap();
             assert!(ended.contains("upstream TLS refused"), "{ended}");
             // The typed reason (needs the TLS work item's typed refusals).
@@ -585,7 +573,7 @@ async fn policy_deny_and_bad_credentials_close_with_err() {
         assert!(upstream.accepted.lock().unwrap().is_empty());
         assert!(gw.recorder.opened.lock().unwrap().is_empty());
         let registry = gw.handle().registry();
-        eventually("sessions ended", || registry.recent().len() == 3).await;
+        wait_until("sessions ended", || registry.recent().len() == 3).await;
         let reasons: Vec<String> = registry
             .recent()
             .into_iter()
@@ -635,14 +623,14 @@ async fn registry_lists_and_kills_a_live_session() {
 
         assert!(registry.kill(s.id));
         assert!(sees_end(&mut tls).await, "client did not see the end");
-        eventually("session gone", || registry.live_count() == 0).await;
+        wait_until("session gone", || registry.live_count() == 0).await;
         let ended = registry.get(s.id).unwrap();
         assert_eq!(
             ended.end_reason.as_deref(),
             Some("killed by an operator: cancelled")
         );
         assert!(ended.ended_at.is_some());
-        eventually("end recorded", || !gw.recorder.end_reasons().is_empty()).await;
+        wait_until("end recorded", || !gw.recorder.end_reasons().is_empty()).await;
         // The recording says why the gateway ended it, as the registry does.
         assert_eq!(
             gw.recorder.end_reasons(),
@@ -767,7 +755,7 @@ async fn connection_limit_closes_extra_connections() {
         // Once the first ends, a new one is served.
         drop(first);
         let registry = gw.handle().registry();
-        eventually("first ended", || registry.live_count() == 0).await;
+        wait_until("first ended", || registry.live_count() == 0).await;
         let mut third = None;
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while std::time::Instant::now() < deadline {
@@ -814,13 +802,13 @@ async fn idle_session_is_ended() {
         echo_once(&mut tls, b"one").await;
         // Then nothing: the gateway ends the session.
         assert!(sees_end(&mut tls).await);
-        eventually("end recorded", || !gw.recorder.end_reasons().is_empty()).await;
+        wait_until("end recorded", || !gw.recorder.end_reasons().is_empty()).await;
         assert_eq!(gw.recorder.end_reasons(), vec!["idle timeout"]);
         let note = &gw.recorder.relay_notes()[0];
         assert_eq!(note["end"], "idle timeout");
         assert_eq!(note["bytes_up"], 3);
         let registry = gw.handle().registry();
-        eventually("session gone", || registry.live_count() == 0).await;
+        wait_until("session gone", || registry.live_count() == 0).await;
         assert_eq!(
             registry.recent()[0].end_reason.as_deref(),
             Some("idle timeout")
@@ -872,7 +860,7 @@ async fn garbage_and_plaintext_clients_are_dropped() {
 
         assert!(upstream.accepted.lock().unwrap().is_empty());
         let registry = gw.handle().registry();
-        eventually("dropped sessions ended", || registry.live_count() == 0).await;
+        wait_until("dropped sessions ended", || registry.live_count() == 0).await;
         assert!(registry.recent().len() >= 6);
 
         let (mut tls, line) = login(gw.addr, &cfg, "alice-token").await;
@@ -924,7 +912,7 @@ async fn plaintext_upstream_only_by_opt_in_and_recorded() {
         let gw = start_gateway(&gateway_ca, &upstream_ca, closed_port, Opts::default()).await;
         let (_tls, line) = login(gw.addr, &cfg, "alice-token").await;
         assert_eq!(line, "ERR upstream unreachable");
-        eventually("error recorded", || !gw.recorder.errors().is_empty()).await;
+        wait_until("error recorded", || !gw.recorder.errors().is_empty()).await;
         drop(gw);
         drop(reserved);
 

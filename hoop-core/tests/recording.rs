@@ -7,8 +7,9 @@
     clippy::indexing_slicing
 )]
 
+use hoop_testkit::wait::wait_until;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use hoop_core::recording::{
     AsciicastRecorder, JsonlRecorder, RecordError, Recorder, SessionMeta, TeeRecorder, VerifyError,
@@ -21,16 +22,6 @@ use hoop_core::{ActionClass, AuthMethod, Event, Identity, SessionId};
 /// alone: a recording of another test would make the writer drain at that recording's
 /// (shorter) window, possibly between two events of the test. Every other test shares.
 static WRITER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-
-/// Polls `cond` until it holds (an eventual state, not a timing assertion); panics with
-/// `what` after a minute.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 fn meta() -> SessionMeta {
     SessionMeta {
@@ -247,7 +238,7 @@ async fn crash_without_finish_leaves_verifiable_lines() {
     let path = rec.path_for(&m.session_id);
     // Wait until the writer has flushed the three commands (what a crash would keep).
     let count = || std::fs::read_to_string(&path).unwrap().lines().count();
-    eventually("the three commands reach the file before finish", || {
+    wait_until("the three commands reach the file before finish", || {
         count() >= 4
     })
     .await;
@@ -363,7 +354,7 @@ async fn full_queue_fail_open_writes_dropped_marker() {
     }
     // Let the writer drain, then record more: the marker comes before this event.
     let path = rec.path_for(&m.session_id);
-    eventually("the writer drains the queue", || {
+    wait_until("the writer drains the queue", || {
         std::fs::read_to_string(&path).unwrap().lines().count() >= 2
     })
     .await;

@@ -15,6 +15,7 @@ pub mod certs;
 pub mod nginx;
 pub mod ports;
 pub mod postgres;
+pub mod wait;
 
 pub use certs::{TestCa, TestCert};
 pub use ports::free_port;

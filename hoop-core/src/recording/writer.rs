@@ -656,6 +656,7 @@ impl Drop for QueuedRecording {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hoop_testkit::wait::eventually;
 
     struct Lines;
 
@@ -678,19 +679,6 @@ mod tests {
         Event::Error {
             message: "x".into(),
         }
-    }
-
-    /// Calls `step` every few milliseconds until it returns true (an eventual state, not
-    /// a timing assertion); false after a minute.
-    async fn eventually(mut step: impl FnMut() -> bool) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if step() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        false
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! The expiry timer armed by `authorize`, against a real registry and tokio timers.
 
+use hoop_testkit::wait::wait_until;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -102,17 +103,6 @@ async fn authorize(s: &Session, expires_in: Option<Duration>) -> Authorized {
         .unwrap()
 }
 
-/// Waits for `cond` (an eventual state, not a timing assertion).
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..3000 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("never happened: {what}");
-}
-
 #[tokio::test]
 async fn the_session_ends_when_the_credential_expires() {
     let s = session(true);
@@ -168,7 +158,7 @@ async fn dropping_authorized_cancels_the_timer() {
         .unwrap();
     assert!(!timer_task.is_finished());
     drop(a);
-    eventually("timer task gone", || timer_task.is_finished()).await;
+    wait_until("timer task gone", || timer_task.is_finished()).await;
     // Well past the expiry: the session was never ended.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(!s.ctx.cancel.is_cancelled());
@@ -187,7 +177,7 @@ async fn finishing_first_disarms_the_timer() {
         .map(|t| t.task.clone())
         .unwrap();
     a.finish("client closed").await.unwrap();
-    eventually("timer task gone", || timer_task.is_finished()).await;
+    wait_until("timer task gone", || timer_task.is_finished()).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(!s.ctx.cancel.is_cancelled());
     assert_eq!(

@@ -1,6 +1,7 @@
 //! Server tests with plain-TCP adapters (the TLS end-to-end tests are in
 //! `tests/double_termination.rs`).
 
+use hoop_testkit::wait::wait_until;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -141,16 +142,6 @@ async fn builder_refuses_bad_configurations() {
     }
 }
 
-/// Waits until `cond` holds (an eventual state, not a timing assertion); panics after a
-/// minute.
-async fn eventually(cond: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        assert!(std::time::Instant::now() < deadline, "condition never held");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test]
 async fn sessions_get_registry_entry_span_and_nodelay() {
     let _log =
@@ -176,7 +167,7 @@ async fn sessions_get_registry_entry_span_and_nodelay() {
     assert_eq!(live[0].protocol, "echo");
     assert_eq!(live[0].peer, c.local_addr().unwrap());
     drop(c);
-    eventually(|| registry.live_count() == 0).await;
+    wait_until("no live session", || registry.live_count() == 0).await;
     assert_eq!(
         registry.recent()[0].end_reason.as_deref(),
         Some("client closed")
@@ -216,7 +207,7 @@ async fn global_limit_spans_listeners() {
     echo_once(&mut first, b"still").await;
     drop(first);
     let registry = handle.registry();
-    eventually(|| registry.live_count() == 0).await;
+    wait_until("no live session", || registry.live_count() == 0).await;
     let mut third = TcpStream::connect(b).await.unwrap();
     echo_once(&mut third, b"three").await;
 }
@@ -241,7 +232,7 @@ async fn shutdown_drops_sessions_that_ignore_cancellation() {
     let handle = server.spawn();
     let mut c = TcpStream::connect(addr).await.unwrap();
     let registry = handle.registry();
-    eventually(|| registry.live_count() == 1).await;
+    wait_until("one live session", || registry.live_count() == 1).await;
     assert_eq!(handle.live_sessions(), 1);
     let report = handle.shutdown(Duration::from_millis(100)).await;
     assert_eq!(

@@ -10,6 +10,7 @@
 
 pub mod upstream;
 
+pub use hoop_testkit::wait::eventually;
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -305,21 +306,6 @@ impl Gateway {
         })
         .await;
         t
-    }
-}
-
-/// Calls `cond` every 50 ms until it holds (an eventual state, not a timing assertion);
-/// false after a minute.
-pub async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if cond() {
-            return true;
-        }
-        if std::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -7,6 +7,7 @@
     dead_code
 )]
 
+pub use hoop_testkit::wait::eventually;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -267,21 +268,6 @@ impl Gateway {
         .await;
         assert!(found, "{needles:?} never recorded in:\n{text}");
         text
-    }
-}
-
-/// Calls `cond` every 50 ms until it holds (an eventual state, not a timing assertion);
-/// false after a minute.
-pub async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if cond() {
-            return true;
-        }
-        if std::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
