@@ -17,7 +17,8 @@ pub enum Secret {
     Value(String),
     /// An environment variable, read at each use (rotation without restart).
     Env(String),
-    /// A file whose content (trailing newline removed) is the secret, read at each use.
+    /// A file whose content (trailing newline removed) is the secret, read at each use
+    /// (hoop-postgres: each session; hoop-http: at most once a second).
     File(PathBuf),
 }
 

@@ -584,12 +584,20 @@ impl Session {
         let masking = !self.ctx.services.masker.is_noop();
         let (mut parts, body) = req.into_parts();
         let bytes_in = Arc::new(AtomicU64::new(0));
-        if let Err(e) = headers::prepare_request(
+        let credential = match route.credential.as_ref().map(|c| c.header()).transpose() {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "the upstream credential could not be read");
+                return bad_gateway(&e);
+            }
+        };
+        if let Err(e) = headers::prepare_request_with(
             &mut parts.headers,
             &route.target,
             self.peer,
             h1_upgrade,
             masking,
+            credential,
         ) {
             warn!(error = %e, "request headers could not be prepared");
             return bad_gateway(&e);

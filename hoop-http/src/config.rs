@@ -42,7 +42,9 @@ pub struct HttpTarget {
     pub security: UpstreamSecurity,
     /// `Host` / `:authority` sent to the target (e.g. `api.internal:443`).
     pub authority: String,
-    /// Credential injected into every request; `None` sends none.
+    /// Credential injected into every request; `None` sends none. A secret kept in a file
+    /// or the environment is read again at most once a second, so a rotated one is picked
+    /// up without a restart and a request costs no file read.
     pub credential: Option<UpstreamCredential>,
     /// Cookies (by name) removed from requests before they are forwarded.
     pub strip_cookies: Vec<String>,

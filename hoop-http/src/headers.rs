@@ -74,8 +74,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     for n in named {
         headers.remove(n);
     }
-    for n in HOP_BY_HOP {
-        headers.remove(n);
+    // Most messages carry none: one pass over the names present instead of a lookup
+    // (which parses the name) per hop-by-hop header.
+    if headers.keys().any(|k| HOP_BY_HOP.contains(&k.as_str())) {
+        for n in HOP_BY_HOP {
+            headers.remove(n);
+        }
     }
     if let Some(v) = upgrade_value {
         headers.insert(header::UPGRADE, v);
@@ -161,6 +165,23 @@ pub fn prepare_request(
     upgrade: bool,
     masking: bool,
 ) -> Result<(), String> {
+    let credential = match &target.credential {
+        Some(cred) => Some(credential_header(cred)?),
+        None => None,
+    };
+    prepare_request_with(headers, target, peer, upgrade, masking, credential)
+}
+
+/// [`prepare_request`] with the credential header already read (by the adapter's
+/// [`CredentialCache`](crate::route::CredentialCache)); `None` injects none.
+pub(crate) fn prepare_request_with(
+    headers: &mut HeaderMap,
+    target: &HttpTarget,
+    peer: SocketAddr,
+    upgrade: bool,
+    masking: bool,
+    credential: Option<(HeaderName, HeaderValue)>,
+) -> Result<(), String> {
     // `TE: trailers` is end-to-end in meaning (gRPC needs it): kept, nothing else is.
     let te_trailers = headers
         .get(header::TE)
@@ -182,8 +203,7 @@ pub fn prepare_request(
     if masking {
         restrict_accept_encoding(headers);
     }
-    if let Some(cred) = &target.credential {
-        let (name, value) = credential_header(cred)?;
+    if let Some((name, value)) = credential {
         headers.insert(name, value);
     }
     Ok(())
@@ -216,7 +236,9 @@ pub fn clean_request_trailers(trailers: &mut HeaderMap, credential: Option<&Head
 }
 
 /// The header carrying `cred`, read from its secret source now.
-fn credential_header(cred: &UpstreamCredential) -> Result<(HeaderName, HeaderValue), String> {
+pub(crate) fn credential_header(
+    cred: &UpstreamCredential,
+) -> Result<(HeaderName, HeaderValue), String> {
     let (name, text) = match cred {
         UpstreamCredential::Bearer(s) => (header::AUTHORIZATION, format!("Bearer {}", s.read()?)),
         UpstreamCredential::Basic { user, password } => {

@@ -2,12 +2,16 @@
 //! [`HttpAdapter::new`](crate::HttpAdapter::new), or the one whose host names match the
 //! request's `Host` (`:authority`) with [`HttpAdapter::by_host`](crate::HttpAdapter::by_host).
 
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
 use hoop_core::sequence::UpstreamSecurity;
 use http::Request;
-use http::header::{self, HeaderName};
+use http::header::{self, HeaderName, HeaderValue};
 use http::uri::Authority;
 
 use crate::config::{HttpTarget, UpstreamCredential};
+use crate::headers;
 use crate::upstream::{self, PoolKey};
 
 /// One target and what is derived from it once.
@@ -23,6 +27,50 @@ pub(crate) struct Route {
     pub key: PoolKey,
     /// The header carrying the injected credential, when it is not `Authorization`.
     pub credential_header: Option<HeaderName>,
+    /// The injected credential, read from its source at most once per
+    /// [`CREDENTIAL_REFRESH`].
+    pub credential: Option<CredentialCache>,
+}
+
+/// How long an injected credential read from its source (a file, the environment) is
+/// used before it is read again: a rotated secret is picked up within this time, and a
+/// request costs no file read.
+pub(crate) const CREDENTIAL_REFRESH: Duration = Duration::from_secs(1);
+
+/// The header of an injected credential, as last read from its source.
+#[derive(Debug)]
+pub(crate) struct CredentialCache {
+    credential: UpstreamCredential,
+    last: Mutex<Option<(Instant, HeaderName, HeaderValue)>>,
+}
+
+impl CredentialCache {
+    fn new(credential: UpstreamCredential) -> Self {
+        CredentialCache {
+            credential,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The header to inject: the one read less than [`CREDENTIAL_REFRESH`] ago, or a
+    /// fresh read. A failed read is not cached (the request fails, the next one reads
+    /// again).
+    pub(crate) fn header(&self) -> Result<(HeaderName, HeaderValue), String> {
+        self.header_at(Instant::now())
+    }
+
+    /// [`header`](Self::header) at the instant `now`.
+    fn header_at(&self, now: Instant) -> Result<(HeaderName, HeaderValue), String> {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, name, value)) = last.as_ref()
+            && now.saturating_duration_since(*at) < CREDENTIAL_REFRESH
+        {
+            return Ok((name.clone(), value.clone()));
+        }
+        let (name, value) = headers::credential_header(&self.credential)?;
+        *last = Some((now, name.clone(), value.clone()));
+        Ok((name, value))
+    }
 }
 
 impl Route {
@@ -35,6 +83,7 @@ impl Route {
         };
         Route {
             credential_header,
+            credential: target.credential.clone().map(CredentialCache::new),
             hosts,
             upgrade_security: upstream::http1_only(&target.security),
             key: PoolKey::of(index, &target),
@@ -88,6 +137,42 @@ pub(crate) fn route_for<B>(routes: &[Route], req: &Request<B>) -> Result<usize, 
 
 #[cfg(test)]
 mod tests {
+    use super::CredentialCache;
+    use crate::config::{Secret, UpstreamCredential};
+    use std::time::{Duration, Instant};
+
+    /// A file secret is read once per refresh period, and a rotated one is picked up
+    /// after it; a failed read is not cached.
+    #[test]
+    fn credential_read_at_most_once_per_refresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "first\n").unwrap();
+        let cache = CredentialCache::new(UpstreamCredential::Bearer(Secret::File(path.clone())));
+        let t0 = Instant::now();
+        let value =
+            |c: &CredentialCache, t| c.header_at(t).map(|(_, v)| v.to_str().unwrap().to_owned());
+        assert_eq!(value(&cache, t0).unwrap(), "Bearer first");
+        std::fs::write(&path, "second\n").unwrap();
+        assert_eq!(
+            value(&cache, t0 + Duration::from_millis(500)).unwrap(),
+            "Bearer first"
+        );
+        assert_eq!(
+            value(&cache, t0 + Duration::from_millis(1500)).unwrap(),
+            "Bearer second"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let later = t0 + Duration::from_secs(3);
+        assert!(
+            value(&cache, later)
+                .unwrap_err()
+                .contains("cannot read secret file")
+        );
+        std::fs::write(&path, "third\n").unwrap();
+        assert_eq!(value(&cache, later).unwrap(), "Bearer third");
+    }
+
     use super::*;
     use hoop_core::Resource;
 
