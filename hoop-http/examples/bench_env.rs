@@ -1,6 +1,7 @@
 //! The three HTTPS endpoints the `benches/http.sh` benchmark compares, on loopback:
 //! a hyper upstream (direct), hoop in front of it (TLS on both legs, token identity, a
-//! rule policy, JSON masking with every detector of `RuleMasker` and JSON-lines recording), and nginx as a TLS reverse proxy
+//! rule policy, a bearer credential injected from a file, JSON masking with every detector
+//! of `RuleMasker` and JSON-lines recording), and nginx as a TLS reverse proxy
 //! in front of it (when nginx is installed).
 //!
 //! Prints `direct=URL`, `hoop=URL`, `nginx=URL`, `token=TOKEN`, then `READY`, and runs
@@ -20,7 +21,7 @@ use hoop_core::sequence::UpstreamSecurity;
 use hoop_core::server::{ListenerConfig, Server};
 use hoop_core::tls::{ServerTls, ServerTlsConfig, UpstreamRoots, UpstreamTls, UpstreamTlsConfig};
 use hoop_core::{ActionClass, Resource, Services};
-use hoop_http::{HttpAdapter, HttpOptions, HttpTarget};
+use hoop_http::{HttpAdapter, HttpOptions, HttpTarget, Secret, UpstreamCredential};
 use hoop_testkit::TestCa;
 use hoop_testkit::nginx::{NginxOptions, NginxServer};
 use http_body_util::Full;
@@ -110,7 +111,13 @@ async fn main() {
             tls: upstream_tls,
             server_name: "localhost".into(),
         },
-    );
+    )
+    // The target's credential, kept in a file as the gateway binary keeps it.
+    .credential(UpstreamCredential::Bearer(Secret::File({
+        let p = dir.path().join("upstream-token");
+        std::fs::write(&p, "upstream-secret\n").unwrap();
+        p
+    })));
     let adapter = Arc::new(HttpAdapter::new(target, HttpOptions::default()));
     let auth =
         StaticTokenAuthenticator::new([StaticToken::new("bench", &hash_token(TOKEN)).unwrap()])
