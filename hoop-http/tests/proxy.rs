@@ -196,24 +196,8 @@ async fn path_normalisation_cannot_dodge_a_rule() {
     assert_eq!(up.last().uri, "/api/v1/y?q=%2f");
 }
 
-async fn tls_client(gw: &Gateway) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(gw.gw_ca.cert_der()).unwrap();
-    let mut config = rustls::ClientConfig::builder_with_provider(hoop_core::crypto_provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .unwrap()
-}
-
 async fn raw_exchange(gw: &Gateway, request: &str) -> String {
-    let mut tls = tls_client(gw).await;
+    let mut tls = common::tls_to(gw, &[b"http/1.1"]).await;
     tls.write_all(request.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     let _ = tokio::time::timeout(

@@ -9,27 +9,36 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::{ALICE, Gateway, HyperClient, Setup, bearer, get, upstream};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 async fn tls_client(gw: &Gateway) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(gw.gw_ca.cert_der()).unwrap();
-    let mut config = rustls::ClientConfig::builder_with_provider(hoop_core::crypto_provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .unwrap()
+    common::tls_to(gw, &[b"http/1.1"]).await
+}
+
+/// Sends `req` on a new connection and returns what the first read brings back.
+async fn first_response(gw: &Gateway, req: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = tls_client(gw).await;
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tls.read(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// Reads a response head (up to the blank line), byte by byte so nothing after it is
+/// consumed.
+async fn read_head(tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tls.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    head
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,16 +105,11 @@ async fn denied_upgrade_is_not_forwarded() {
 async fn h2c_upgrade_is_refused() {
     let up = upstream::start(None).await;
     let gw = Gateway::start(up.addr, up.ca_path.clone(), Setup::default()).await;
-    let mut tls = tls_client(&gw).await;
     let req = format!(
         "GET / HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ALICE}\r\n\
          Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
     );
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    tls.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = tls.read(&mut buf).await.unwrap();
-    let out = String::from_utf8_lossy(&buf[..n]);
+    let out = first_response(&gw, &req).await;
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
     assert!(up.seen().is_empty());
 }
@@ -121,12 +125,7 @@ async fn spdy_upgrade_relays_bytes_and_kube_exec_is_admin() {
          Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nContent-Length: 0\r\n\r\n"
     );
     tls.write_all(req.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        tls.read_exact(&mut b).await.unwrap();
-        head.push(b[0]);
-    }
+    let head = read_head(&mut tls).await;
     let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: spdy/3.1"), "{head}");
@@ -154,16 +153,12 @@ async fn spdy_upgrade_relays_bytes_and_kube_exec_is_admin() {
         },
     )
     .await;
-    let mut tls = tls_client(&gw).await;
     let req = format!(
         "POST /api/v1/namespaces/prod/pods/x/exec?command=sh HTTP/1.1\r\nHost: localhost\r\n\
          Authorization: Bearer {ALICE}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\
          Content-Length: 0\r\n\r\n"
     );
-    tls.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = tls.read(&mut buf).await.unwrap();
-    let out = String::from_utf8_lossy(&buf[..n]);
+    let out = first_response(&gw, &req).await;
     assert!(out.starts_with("HTTP/1.1 403"), "{out}");
     assert!(up.seen().iter().all(|s| !s.uri.contains("exec")));
 }
@@ -244,12 +239,7 @@ async fn websocket_to_a_target_offering_h2_and_http1() {
          Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nContent-Length: 0\r\n\r\n"
     );
     tls.write_all(req.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        tls.read_exact(&mut b).await.unwrap();
-        head.push(b[0]);
-    }
+    let head = read_head(&mut tls).await;
     assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
     tls.write_all(b"spdy-bytes").await.unwrap();
     let mut back = [0u8; 10];
@@ -338,17 +328,12 @@ async fn websocket_over_http2_extended_connect() {
 /// target, over HTTP/1.1 and HTTP/2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_tunnels_are_refused() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = upstream::start(None).await;
     let gw = Gateway::start(up.addr, up.ca_path.clone(), Setup::default()).await;
-    let mut tls = tls_client(&gw).await;
     let req = format!(
         "CONNECT localhost:22 HTTP/1.1\r\nHost: localhost:22\r\nAuthorization: Bearer {ALICE}\r\n\r\n"
     );
-    tls.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = tls.read(&mut buf).await.unwrap();
-    let out = String::from_utf8_lossy(&buf[..n]);
+    let out = first_response(&gw, &req).await;
     assert!(out.starts_with("HTTP/1.1 405"), "{out}");
     let mut client = HyperClient::connect(&gw, true).await;
     assert_eq!(client.send(&gw, get("/users", ALICE)).await.status(), 200);
