@@ -134,23 +134,13 @@ async fn malformed_frames_get_an_error_and_others_go_on() {
         let mut s = logged_in(&gw).await;
         s.write_all(&bad).await.unwrap();
         expect_fatal_then_close(&mut s, "08P01").await;
-        let one: i32 = healthy
-            .query_one("select 1::int", &[])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(one, 1, "other sessions go on after {bad:?}");
+        assert_serves(&healthy, format!("after {bad:?}")).await;
     }
     // A truncated message followed by a close: the session just ends.
     let mut s = logged_in(&gw).await;
     s.write_all(&[b'Q', 0, 0, 0, 20, b's']).await.unwrap();
     s.shutdown().await.unwrap();
-    let one: i32 = healthy
-        .query_one("select 1::int", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(one, 1);
+    assert_serves(&healthy, "after a truncated message and a close").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,12 +326,7 @@ async fn malformed_streamed_binds_get_an_error_and_others_go_on() {
         let mut s = logged_in(&gw).await;
         s.write_all(&message(b'B', &bad)).await.unwrap();
         expect_fatal_then_close(&mut s, "08P01").await;
-        let one: i32 = healthy
-            .query_one("select 1::int", &[])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(one, 1, "other sessions go on after a Bind with {what}");
+        assert_serves(&healthy, format!("after a Bind with {what}")).await;
     }
     // A name without its terminator is refused at 64 KiB, long before the message ends:
     // the connection ends (the error may be lost to a reset: the client is still
@@ -355,12 +340,7 @@ async fn malformed_streamed_binds_get_an_error_and_others_go_on() {
     let ended = tokio::time::timeout(Duration::from_secs(60), r.read_to_end(&mut rest)).await;
     assert!(ended.is_ok(), "the connection ends");
     writer.await.unwrap();
-    let one: i32 = healthy
-        .query_one("select 1::int", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(one, 1);
+    assert_serves(&healthy, "after an unterminated 1 MB name").await;
     // A long message cut short by a close: the session just ends.
     let mut s = logged_in(&gw).await;
     let mut head = vec![b'd'];
@@ -371,10 +351,15 @@ async fn malformed_streamed_binds_get_an_error_and_others_go_on() {
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "the session ends");
+    assert_serves(&healthy, "after a cut-short message").await;
+}
+
+/// The healthy session still answers: one hostile session never takes others down.
+async fn assert_serves(healthy: &tokio_postgres::Client, after: impl std::fmt::Display) {
     let one: i32 = healthy
         .query_one("select 1::int", &[])
         .await
         .unwrap()
         .get(0);
-    assert_eq!(one, 1);
+    assert_eq!(one, 1, "other sessions go on: {after}");
 }
