@@ -308,17 +308,22 @@ impl SessionHandle {
 mod tests {
     use super::*;
 
-    #[test]
-    fn register_update_kill_finish() {
-        let r = SessionRegistry::new();
-        let cancel = CancellationToken::new();
-        let id = SessionId::new();
+    /// A new live session of `protocol` in `r`: its id, cancel token and handle.
+    fn live(r: &SessionRegistry, protocol: &str) -> (SessionId, CancellationToken, SessionHandle) {
+        let (id, cancel) = (SessionId::new(), CancellationToken::new());
         let h = r.register(
             id,
-            "tcp",
+            protocol,
             SocketAddr::from(([127, 0, 0, 1], 9)),
             cancel.clone(),
         );
+        (id, cancel, h)
+    }
+
+    #[test]
+    fn register_update_kill_finish() {
+        let r = SessionRegistry::new();
+        let (id, cancel, h) = live(&r, "tcp");
         h.set_user("alice");
         h.set_resource("db");
         let live = r.live();
@@ -342,21 +347,8 @@ mod tests {
     #[test]
     fn end_terminate_termination() {
         let r = SessionRegistry::new();
-        let cancel = CancellationToken::new();
-        let id = SessionId::new();
-        let h = r.register(
-            id,
-            "postgres",
-            SocketAddr::from(([127, 0, 0, 1], 9)),
-            cancel.clone(),
-        );
-        let other_cancel = CancellationToken::new();
-        let other = r.register(
-            SessionId::new(),
-            "postgres",
-            SocketAddr::from(([127, 0, 0, 1], 10)),
-            other_cancel.clone(),
-        );
+        let (id, cancel, h) = live(&r, "postgres");
+        let (_, other_cancel, other) = live(&r, "postgres");
         assert_eq!(h.termination(), None, "not ended yet");
         assert!(h.terminate("credential expired"));
         assert!(cancel.is_cancelled());
@@ -385,14 +377,7 @@ mod tests {
     #[test]
     fn a_session_cancelled_at_shutdown_is_not_ended_again() {
         let r = SessionRegistry::new();
-        let cancel = CancellationToken::new();
-        let id = SessionId::new();
-        let h = r.register(
-            id,
-            "tcp",
-            SocketAddr::from(([127, 0, 0, 1], 9)),
-            cancel.clone(),
-        );
+        let (_, cancel, h) = live(&r, "tcp");
         cancel.cancel();
         assert!(!h.terminate("credential expired"));
         assert_eq!(h.termination(), None);
@@ -401,13 +386,7 @@ mod tests {
     #[test]
     fn kill_is_end_by_an_operator() {
         let r = SessionRegistry::new();
-        let id = SessionId::new();
-        let h = r.register(
-            id,
-            "tcp",
-            SocketAddr::from(([127, 0, 0, 1], 9)),
-            CancellationToken::new(),
-        );
+        let (id, _, h) = live(&r, "tcp");
         assert!(r.kill(id));
         assert_eq!(h.termination().as_deref(), Some("killed by an operator"));
     }
