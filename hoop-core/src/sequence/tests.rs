@@ -145,22 +145,30 @@ async fn an_already_expired_credential_ends_the_session_at_once() {
     assert_eq!(a.termination().as_deref(), Some(CREDENTIAL_EXPIRED));
 }
 
-#[tokio::test]
-async fn dropping_authorized_cancels_the_timer() {
-    let s = session(true);
-    let a = authorize(&s, Some(Duration::from_millis(300))).await;
-    let timer_task = a
-        .expiry
+/// The expiry of the tests that drop, finish or renew a session before it: long enough
+/// that a slow machine cannot reach it first.
+const EXPIRY_NOT_REACHED: Duration = Duration::from_secs(2);
+
+/// The expiry timer's task of an authorized session.
+fn timer_task(a: &Authorized) -> tokio::task::AbortHandle {
+    a.expiry
         .lock()
         .unwrap()
         .as_ref()
         .map(|t| t.task.clone())
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn dropping_authorized_cancels_the_timer() {
+    let s = session(true);
+    let a = authorize(&s, Some(EXPIRY_NOT_REACHED)).await;
+    let timer_task = timer_task(&a);
     assert!(!timer_task.is_finished());
     drop(a);
     wait_until("timer task gone", || timer_task.is_finished()).await;
     // Well past the expiry: the session was never ended.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(EXPIRY_NOT_REACHED + Duration::from_millis(500)).await;
     assert!(!s.ctx.cancel.is_cancelled());
     assert_eq!(s.ctx.handle.termination(), None);
 }
@@ -168,17 +176,11 @@ async fn dropping_authorized_cancels_the_timer() {
 #[tokio::test]
 async fn finishing_first_disarms_the_timer() {
     let s = session(true);
-    let a = authorize(&s, Some(Duration::from_millis(300))).await;
-    let timer_task = a
-        .expiry
-        .lock()
-        .unwrap()
-        .as_ref()
-        .map(|t| t.task.clone())
-        .unwrap();
+    let a = authorize(&s, Some(EXPIRY_NOT_REACHED)).await;
+    let timer_task = timer_task(&a);
     a.finish("client closed").await.unwrap();
     wait_until("timer task gone", || timer_task.is_finished()).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(EXPIRY_NOT_REACHED + Duration::from_millis(500)).await;
     assert!(!s.ctx.cancel.is_cancelled());
     assert_eq!(
         *s.ends.0.lock().unwrap(),
@@ -226,10 +228,10 @@ async fn an_operator_kill_is_recorded_with_its_reason() {
 #[tokio::test]
 async fn a_renewed_credential_moves_the_end() {
     let s = session(true);
-    let a = authorize(&s, Some(Duration::from_millis(300))).await;
+    let a = authorize(&s, Some(EXPIRY_NOT_REACHED)).await;
     // Renewed before the first expiry with a credential valid for an hour.
     a.credential_renewed(Some(SystemTime::now() + Duration::from_secs(3600)));
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    tokio::time::sleep(EXPIRY_NOT_REACHED + Duration::from_millis(500)).await;
     assert!(!s.ctx.cancel.is_cancelled(), "ended at the old expiry");
     // Renewed with one that expires soon: the session ends then.
     a.credential_renewed(Some(SystemTime::now() + Duration::from_millis(200)));
@@ -242,9 +244,9 @@ async fn a_renewed_credential_moves_the_end() {
 #[tokio::test]
 async fn renewing_without_an_expiry_lifts_the_end_and_with_one_arms_it() {
     let s = session(true);
-    let a = authorize(&s, Some(Duration::from_millis(300))).await;
+    let a = authorize(&s, Some(EXPIRY_NOT_REACHED)).await;
     a.credential_renewed(None);
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    tokio::time::sleep(EXPIRY_NOT_REACHED + Duration::from_millis(500)).await;
     assert!(!s.ctx.cancel.is_cancelled(), "a credential without expiry");
 
     // Opened without an expiry, renewed with one.
