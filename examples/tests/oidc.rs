@@ -427,11 +427,16 @@ fn an_untrusted_provider_certificate_refuses_every_token() {
     idp.ca = hoop_testkit::TestCa::new("not-the-idp-ca").write_cert(d, "other-ca.crt");
     std::fs::write(d.join("tokens"), "").unwrap();
     std::fs::write(d.join("api-token"), "upstream-secret\n").unwrap();
+    std::fs::write(d.join("pgpass"), "unused\n").unwrap();
     let cfg_text = format!(
         "[data]\ndir = \"{d}\"\n[[listeners]]\nname = \"api\"\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\n\
+         [[listeners]]\nname = \"pg\"\nprotocol = \"postgres\"\nbind = \"127.0.0.1:0\"\n\
          [[resources]]\nname = \"api\"\nprotocol = \"http\"\nlistener = \"api\"\ntarget = \"127.0.0.1:9\"\nplaintext = true\n\
+         [[resources]]\nname = \"appdb\"\nprotocol = \"postgres\"\nlistener = \"pg\"\ntarget = \"127.0.0.1:9\"\n\
+         database = \"appdb\"\nuser = \"app\"\npassword_file = \"{d}/pgpass\"\ntls = {{ ca_file = \"{ca}\", server_name = \"localhost\" }}\n\
          [identity]\nstatic_tokens_file = \"{d}/tokens\"\n{oidc}[admin]\nenabled = false\n",
         d = d.display(),
+        ca = idp.ca.display(),
         oidc = oidc_section(&idp),
     );
     let cfg = d.join("gw.toml");
@@ -446,6 +451,20 @@ fn an_untrusted_provider_certificate_refuses_every_token() {
     // The gateway cannot check the token: 503 (not the client's fault), never a pass.
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("identity provider unavailable"), "{body}");
+    // psql the same: "cannot connect now" (57P03), not a bad password.
+    let conn = format!(
+        "host=localhost port={} dbname=appdb user=whoever password={token} sslmode=verify-full sslrootcert={}",
+        gw.addr("pg").port(),
+        d.join("dev-ca.crt").display()
+    );
+    let out = psql(&conn, "SELECT 1", true);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cannot check the credential now")
+            && err.contains("identity provider unavailable"),
+        "{err}"
+    );
     assert_eq!(
         idp.jwks_hits(),
         0,

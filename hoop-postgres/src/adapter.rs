@@ -216,6 +216,15 @@ impl PostgresAdapter {
         };
         match result {
             Ok(a) => Ok(a),
+            // The gateway could not check the credential (its identity provider is out of
+            // reach): 57P03 "cannot connect now", which clients may retry, not a bad
+            // password. Nothing passes either way.
+            Err(e @ hoop_core::AuthError::Unavailable(_)) => Err(fatal(
+                writer,
+                "57P03",
+                &format!("hoop: cannot check the credential now: {e}"),
+            )
+            .await),
             Err(e) => Err(fatal(
                 writer,
                 "28P01",
