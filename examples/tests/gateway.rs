@@ -58,6 +58,17 @@ impl Env {
     }
 }
 
+/// A fresh data directory whose static token file lets alice in with [`ALICE`].
+fn data_dir_with_alice() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tokens"),
+        format!("alice:dev:{}\n", hash_token(ALICE)),
+    )
+    .unwrap();
+    dir
+}
+
 fn write_config(dir: &Path, pg: &PgServer, hook: std::net::SocketAddr, hook_ca: &Path) -> PathBuf {
     std::fs::write(dir.join("pgpass"), "app-secret\n").unwrap();
     std::fs::write(
@@ -931,12 +942,7 @@ async fn tcp_listener_relays_after_auth_line() {
             });
         }
     });
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("tokens"),
-        format!("alice:dev:{}\n", hash_token(ALICE)),
-    )
-    .unwrap();
+    let dir = data_dir_with_alice();
     let text = format!(
         "[data]\ndir = \"{d}\"\n[[listeners]]\nname = \"echo\"\nprotocol = \"tcp\"\nbind = \"127.0.0.1:0\"\n\
          [[resources]]\nname = \"echo\"\nprotocol = \"tcp\"\nlistener = \"echo\"\ntarget = \"{echo_addr}\"\nplaintext = true\n\
@@ -991,12 +997,7 @@ async fn http_listener_masks_an_nginx_upstream() {
         ..Default::default()
     })
     .expect("nginx is required for this test (./scripts/test installs it)");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("tokens"),
-        format!("alice:dev:{}\n", hash_token(ALICE)),
-    )
-    .unwrap();
+    let dir = data_dir_with_alice();
     std::fs::write(dir.path().join("api-token"), "upstream-secret\n").unwrap();
     let text = format!(
         "[data]\ndir = \"{d}\"\n[[listeners]]\nname = \"api\"\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\n\
@@ -1093,13 +1094,8 @@ fn http_listener_routes_two_resources_by_host() {
         ..Default::default()
     })
     .expect("nginx is required for this test (./scripts/test installs it)");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = data_dir_with_alice();
     let d = dir.path();
-    std::fs::write(
-        d.join("tokens"),
-        format!("alice:dev:{}\n", hash_token(ALICE)),
-    )
-    .unwrap();
     std::fs::write(d.join("key-a"), "secret-of-a\n").unwrap();
     std::fs::write(d.join("key-b"), "secret-of-b\n").unwrap();
     // The development certificate covers localhost and 127.0.0.1: one host name each.
@@ -1197,13 +1193,8 @@ fn single_thread_runtime_serves_psql() {
         databases: vec!["appdb".into()],
         ..PgOptions::default()
     });
-    let dir = tempfile::tempdir().unwrap();
+    let dir = data_dir_with_alice();
     let d = dir.path();
-    std::fs::write(
-        d.join("tokens"),
-        format!("alice:dev:{}\n", hash_token(ALICE)),
-    )
-    .unwrap();
     std::fs::write(d.join("pgpass"), "app-secret\n").unwrap();
     let text = format!(
         "[runtime]\nthreads = 1\n[data]\ndir = \"{d}\"\n\
@@ -1255,13 +1246,8 @@ fn sighup_reloads_masking_rules_for_new_sessions() {
          INSERT INTO customers VALUES (1, 'alice@example.com', 'card-0001'); \
          ALTER TABLE customers OWNER TO app;",
     );
-    let dir = tempfile::tempdir().unwrap();
+    let dir = data_dir_with_alice();
     let d = dir.path();
-    std::fs::write(
-        d.join("tokens"),
-        format!("alice:dev:{}\n", hash_token(ALICE)),
-    )
-    .unwrap();
     std::fs::write(d.join("pgpass"), "app-secret\n").unwrap();
     let base = format!(
         "[data]\ndir = \"{d}\"\n\
