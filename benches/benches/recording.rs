@@ -40,6 +40,8 @@ fn statement(i: u64) -> [Event; 2] {
             rows: Some(1),
             masked_fields: 0,
             error: None,
+            status: None,
+            bytes_in: None,
         },
     ]
 }

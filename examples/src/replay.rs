@@ -70,6 +70,8 @@ fn one_line(text: &str) -> String {
 pub fn transcript<R: BufRead>(reader: R) -> Result<String, ReplayError> {
     let mut out = String::new();
     let mut user = String::from("?");
+    // What a result's `rows` count: rows, or body bytes for HTTP.
+    let mut unit = "row(s)";
     for (i, line) in reader.lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {
@@ -85,6 +87,11 @@ pub fn transcript<R: BufRead>(reader: R) -> Result<String, ReplayError> {
             "session_start" => {
                 let id = v.get("identity").cloned().unwrap_or(Value::Null);
                 user = s(&id, "subject").to_owned();
+                unit = if s(&v, "protocol") == "http" {
+                    "byte(s)"
+                } else {
+                    "row(s)"
+                };
                 let groups: Vec<&str> = id
                     .get("groups")
                     .and_then(Value::as_array)
@@ -119,8 +126,14 @@ pub fn transcript<R: BufRead>(reader: R) -> Result<String, ReplayError> {
             }
             "command_result" => {
                 let mut parts = Vec::new();
+                if let Some(st) = v.get("status").and_then(Value::as_i64) {
+                    parts.push(format!("status {st}"));
+                }
+                if let Some(b) = v.get("bytes_in").and_then(Value::as_u64) {
+                    parts.push(format!("{b} byte(s) in"));
+                }
                 if let Some(r) = v.get("rows").and_then(Value::as_u64) {
-                    parts.push(format!("{r} row(s)"));
+                    parts.push(format!("{r} {unit}"));
                 }
                 let masked = v.get("masked_fields").and_then(Value::as_u64).unwrap_or(0);
                 if masked > 0 {
@@ -297,5 +310,20 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("2 row(s), 2 value(s) masked, 3 ms"), "{t}");
+    }
+
+    #[test]
+    fn transcript_shows_http_results() {
+        let rec = concat!(
+            "{\"seq\":1,\"time\":\"2026-01-02T03:04:05.678Z\",\"prev\":\"0\",\"type\":\"session_start\",\"session_id\":\"s-2\",\"identity\":{\"subject\":\"bob\",\"groups\":[],\"method\":\"oidc\"},\"resource\":\"api\",\"protocol\":\"http\",\"client\":\"127.0.0.1:5\",\"hash\":\"x\"}\n",
+            "{\"seq\":2,\"time\":\"2026-01-02T03:04:06.000Z\",\"prev\":\"x\",\"type\":\"command\",\"text\":\"POST /orders\",\"class\":\"write\",\"decision\":\"allow\",\"hash\":\"y\"}\n",
+            "{\"seq\":3,\"time\":\"2026-01-02T03:04:06.010Z\",\"prev\":\"y\",\"type\":\"command_result\",\"duration_ms\":4,\"rows\":120,\"masked_fields\":1,\"status\":201,\"bytes_in\":37,\"hash\":\"z\"}\n",
+        );
+        let t = transcript(rec.as_bytes()).unwrap();
+        assert!(t.contains("ALLOW  write       POST /orders"), "{t}");
+        assert!(
+            t.contains("status 201, 37 byte(s) in, 120 byte(s), 1 value(s) masked, 4 ms"),
+            "{t}"
+        );
     }
 }

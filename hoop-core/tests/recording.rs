@@ -56,6 +56,8 @@ async fn write_session(dir: &Path, n: usize) -> PathBuf {
         rows: Some(1),
         masked_fields: 2,
         error: None,
+        status: None,
+        bytes_in: None,
     })
     .unwrap();
     r.finish("client closed").await.unwrap();

@@ -566,6 +566,7 @@ impl Session {
         };
         let cmd = command(&route.target.resource, &method, &path, query.as_deref());
         let watch = cmd.verb == "watch";
+        let head = method == Method::HEAD;
         match auth.check(cmd).await {
             Ok(Checked::Allowed) => {}
             Ok(Checked::Denied { reason }) => return forbidden(&reason, None),
@@ -612,10 +613,10 @@ impl Session {
         };
         let path_and_query = match &query {
             Some(q) => format!("{path}?{q}"),
-            None => path.clone(),
+            None => path,
         };
         let outgoing = OutgoingParts {
-            method: method.clone(),
+            method,
             headers: parts.headers,
             path_and_query,
             body: {
@@ -645,8 +646,7 @@ impl Session {
                 let req = ForwardedRequest {
                     bytes_in,
                     started,
-                    method,
-                    path,
+                    head,
                     watch,
                 };
                 self.finish_response(auth, route, &pool, resp, give_back, req)
@@ -660,6 +660,8 @@ impl Session {
                     rows: None,
                     masked_fields: 0,
                     error: Some(msg.clone()),
+                    status: Some(502),
+                    bytes_in: None,
                 });
                 bad_gateway(&msg)
             }
@@ -831,8 +833,7 @@ impl Session {
         let ForwardedRequest {
             bytes_in,
             started,
-            method,
-            path,
+            head,
             watch,
         } = req;
         let (mut parts, body) = resp.into_parts();
@@ -842,8 +843,6 @@ impl Session {
         let mut outcome = Outcome {
             auth: auth.clone(),
             started,
-            method: method.to_string(),
-            path,
             status: parts.status.as_u16(),
             masked: 0,
             masked_live: None,
@@ -855,7 +854,7 @@ impl Session {
             outcome.record(0, true);
             return Response::from_parts(parts, empty());
         }
-        let no_body = method == Method::HEAD
+        let no_body = head
             || parts.status == StatusCode::NO_CONTENT
             || parts.status == StatusCode::NOT_MODIFIED;
         let body = if no_body {
@@ -935,30 +934,43 @@ impl Session {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
+        // The body is gathered without a copy when it comes in one frame (a small body
+        // does); only a second frame starts a buffer.
+        let mut first: Option<Bytes> = None;
         let mut buf = BytesMut::new();
         let mut trailers: Option<HeaderMap> = None;
-        let over = announced.is_some_and(|n| n > limit as u64);
-        if !over {
-            while let Some(frame) = body.frame().await {
-                match frame?.into_data() {
-                    Ok(data) => {
-                        if buf.len() + data.len() > limit {
-                            buf.extend_from_slice(&data);
-                            return self.over_limit(auth, target, buf.freeze(), body);
+        if announced.is_some_and(|n| n > limit as u64) {
+            return self.over_limit(auth, target, Bytes::new(), body);
+        }
+        while let Some(frame) = body.frame().await {
+            match frame?.into_data() {
+                Ok(data) => {
+                    let held = first.as_ref().map_or(0, Bytes::len) + buf.len();
+                    if held + data.len() > limit {
+                        if let Some(f) = first.take() {
+                            buf.extend_from_slice(&f);
+                        }
+                        buf.extend_from_slice(&data);
+                        return self.over_limit(auth, target, buf.freeze(), body);
+                    }
+                    if held == 0 {
+                        first = Some(data);
+                    } else {
+                        if let Some(f) = first.take() {
+                            buf.reserve(f.len() + data.len());
+                            buf.extend_from_slice(&f);
                         }
                         buf.extend_from_slice(&data);
                     }
-                    Err(frame) => {
-                        if let Ok(t) = frame.into_trailers() {
-                            trailers.get_or_insert_with(HeaderMap::new).extend(t);
-                        }
+                }
+                Err(frame) => {
+                    if let Ok(t) = frame.into_trailers() {
+                        trailers.get_or_insert_with(HeaderMap::new).extend(t);
                     }
                 }
             }
-        } else {
-            return self.over_limit(auth, target, buf.freeze(), body);
         }
-        let raw = buf.freeze();
+        let raw = first.unwrap_or_else(|| buf.freeze());
         let decoded = decode(&raw, coding, limit).map_err(HttpError::Body)?;
         let (out, n) = match mask_body(masker.as_ref(), kind, &decoded).map_err(HttpError::Body)? {
             None => (raw, 0),
@@ -970,7 +982,9 @@ impl Session {
         };
         match trailers {
             None => {
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+                if n > 0 || announced != u64::try_from(out.len()).ok() {
+                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+                }
                 Ok((full(out), Masked::Count(n)))
             }
             // Trailers need a body of unannounced length (chunked toward an HTTP/1.1
@@ -1048,8 +1062,8 @@ where
 struct ForwardedRequest {
     bytes_in: Arc<AtomicU64>,
     started: Instant,
-    method: Method,
-    path: String,
+    /// A `HEAD` request: its response has no body.
+    head: bool,
     watch: bool,
 }
 

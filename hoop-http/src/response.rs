@@ -64,8 +64,6 @@ pub(crate) fn error_response(
 pub(crate) struct Outcome {
     pub auth: Arc<Authorized>,
     pub started: Instant,
-    pub method: String,
-    pub path: String,
     pub status: u16,
     pub masked: u64,
     /// Values masked by a streaming masker, counted as the body goes.
@@ -77,37 +75,24 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
-    /// Records `Event::CommandResult` and an `http_request` note.
+    /// Records the request's `Event::CommandResult`: its status, the bytes each way, the
+    /// duration and the masked-value count, in one line (the request itself, with its
+    /// decision, is the `Command` recorded before it was forwarded).
     pub(crate) fn record(self, bytes: u64, complete: bool) {
-        let error = (!complete).then(|| String::from("response body not completed"));
         let masked = self.masked
             + self
                 .masked_live
                 .as_ref()
                 .map_or(0, |m| m.load(std::sync::atomic::Ordering::Relaxed));
-        let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let r1 = self.auth.record(Event::CommandResult {
-            duration_ms,
+        let recorded = self.auth.record(Event::CommandResult {
+            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             rows: Some(bytes),
             masked_fields: masked,
-            error: error.clone(),
+            error: (!complete).then(|| String::from("response body not completed")),
+            status: Some(i32::from(self.status)),
+            bytes_in: Some(self.bytes_in.load(std::sync::atomic::Ordering::Relaxed)),
         });
-        let r2 = self.auth.record(Event::Note {
-            kind: String::from("http_request"),
-            detail: serde_json::json!({
-                "user": self.auth.identity().subject,
-                "method": self.method,
-                "path": self.path,
-                "decision": "allow",
-                "status": self.status,
-                "bytes": bytes,
-                "bytes_in": self.bytes_in.load(std::sync::atomic::Ordering::Relaxed),
-                "duration_ms": duration_ms,
-                "masked_fields": masked,
-                "complete": complete,
-            }),
-        });
-        if let Err(e) = r1.and(r2) {
+        if let Err(e) = recorded {
             warn!(error = %e, "request could not be recorded");
         }
         if complete && let Some((pool, sender)) = self.give_back {

@@ -163,6 +163,17 @@ async fn extended_protocol_binary_masking_and_deny_keeps_session() {
     );
     let v: Vec<i32> = [a, b, d].into_iter().map(|r| r.unwrap().get(0)).collect();
     assert_eq!(v, vec![1, 2, 3]);
+    // Pipelined results of different shapes: each result's rows are masked by its own
+    // columns (rows masked by the previous result's columns would let the email through).
+    let (x, y) = tokio::join!(
+        c.query_one("select email, age from users where id = 1", &[]),
+        c.query_one("select age, email from users where id = 1", &[])
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.get::<_, &str>(0), "[REDACTED:EMAIL]");
+    assert_eq!(x.get::<_, i32>(1), 30);
+    assert_eq!(y.get::<_, i32>(0), 30);
+    assert_eq!(y.get::<_, &str>(1), "[REDACTED:EMAIL]");
     // A denied statement inside a transaction aborts it, as an error would.
     c.batch_execute("begin; insert into t values (1)")
         .await

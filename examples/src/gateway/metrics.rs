@@ -447,6 +447,8 @@ mod tests {
             rows: Some(1),
             masked_fields: 0,
             error: None,
+            status: None,
+            bytes_in: None,
         });
         m.observe_event(&Event::Error {
             message: "upstream TLS refused (expired): certificate expired".into(),

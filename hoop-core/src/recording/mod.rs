@@ -81,6 +81,13 @@ pub enum Event {
         /// Error message from the target, if it failed.
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// The protocol's numeric result, where it has one (the HTTP status code).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status: Option<i32>,
+        /// Bytes the client sent with the command (an HTTP request body), where the
+        /// protocol says.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        bytes_in: Option<u64>,
     },
     /// A review moved (requested, approved, rejected, expired, granted).
     Approval {

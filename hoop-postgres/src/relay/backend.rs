@@ -24,15 +24,16 @@ use crate::messages::{CommandComplete, CopyResponse, ErrorFields, RowDescription
 
 /// The columns describing a DataRow: rows of an Execute are described by their portal,
 /// rows of a simple query by the RowDescription just before them.
-fn row_columns<'c>(
-    queue: &'c VecDeque<Expect>,
-    portals: &'c HashMap<String, Cols>,
-    current: Option<&'c [Column]>,
-) -> &'c [Column] {
-    match queue.front() {
-        Some(Expect::Execute { portal, .. }) => portals.get(portal).map_or(&[], |c| &c[..]),
-        _ => current.unwrap_or(&[]),
-    }
+fn row_columns(
+    queue: &VecDeque<Expect>,
+    portals: &HashMap<String, Cols>,
+    current: Option<&Cols>,
+) -> Cols {
+    let cols = match queue.front() {
+        Some(Expect::Execute { portal, .. }) => portals.get(portal),
+        _ => current,
+    };
+    cols.cloned().unwrap_or_else(|| Arc::from([]))
 }
 
 /// The columns of a result, shared between the statement, its portals and the rows.
@@ -96,6 +97,10 @@ pub struct Backend<'a, R, W> {
     /// The last RowDescription's body and its columns: a statement run again describes
     /// its result with the same bytes, and its columns are not decided again.
     last_description: Option<(Vec<u8>, Cols)>,
+    /// The columns of the DataRows arriving now, looked up at the first row of a result
+    /// and kept until the next message of another kind or the next expectation (which
+    /// may describe rows anew).
+    row_cols: Option<Cols>,
     /// Columns of unknown type for a Bind of a statement never described, per result
     /// format (text, binary).
     unknown: [Option<Cols>; 2],
@@ -134,6 +139,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
             portals: HashMap::new(),
             current: None,
             last_description: None,
+            row_cols: None,
             unknown: [None, None],
             copy_out: None,
             progress: Progress::default(),
@@ -170,7 +176,10 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
     fn front(&mut self) -> Option<&Expect> {
         while self.queue.is_empty() {
             match self.expects.try_recv() {
-                Ok(e) => self.queue.push_back(e),
+                Ok(e) => {
+                    self.row_cols = None;
+                    self.queue.push_back(e);
+                }
                 Err(_) => return None,
             }
         }
@@ -179,6 +188,7 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
 
     fn pop(&mut self) -> Option<Expect> {
         self.front();
+        self.row_cols = None;
         self.queue.pop_front()
     }
 
@@ -199,6 +209,8 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
             rows: Some(p.rows),
             masked_fields: p.masked,
             error,
+            status: None,
+            bytes_in: None,
         });
         Ok(())
     }
@@ -346,11 +358,9 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
     /// The columns describing the DataRows arriving now.
     fn row_columns(&mut self) -> Cols {
         self.front();
-        let cols = match self.queue.front() {
-            Some(Expect::Execute { portal, .. }) => self.portals.get(portal),
-            _ => self.current.as_ref(),
-        };
-        cols.cloned().unwrap_or_else(|| Arc::from([]))
+        self.row_cols
+            .get_or_insert_with(|| row_columns(&self.queue, &self.portals, self.current.as_ref()))
+            .clone()
     }
 
     /// The columns of a RowDescription, decided once per distinct description.
@@ -520,7 +530,9 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
         if noop {
             out.extend_from_slice(wire);
         } else {
-            let cols = row_columns(&self.queue, &self.portals, self.current.as_deref());
+            let cols = self.row_cols.get_or_insert_with(|| {
+                row_columns(&self.queue, &self.portals, self.current.as_ref())
+            });
             match mask_data_row_wire(self.masker, cols, wire, out)? {
                 0 => out.extend_from_slice(wire),
                 n => self.progress.masked += u64::from(n),
@@ -532,6 +544,10 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
 
     /// Processes one target message; returns what to send to the client.
     fn handle(&mut self, frame: Frame) -> Result<Option<Frame>, PgError> {
+        if frame.tag() != tags::DATA_ROW {
+            // Any other message may end the result or change what describes rows.
+            self.row_cols = None;
+        }
         match frame.tag() {
             tags::DATA_ROW => {
                 self.progress.rows += 1;
@@ -539,7 +555,9 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
                     return Ok(Some(frame));
                 }
                 self.front();
-                let cols = row_columns(&self.queue, &self.portals, self.current.as_deref());
+                let cols = self.row_cols.get_or_insert_with(|| {
+                    row_columns(&self.queue, &self.portals, self.current.as_ref())
+                });
                 // A rewritten row is built straight into the client's output buffer.
                 let n = mask_data_row_into(self.masker, cols, &frame, self.writer.queue_mut())?;
                 if n == 0 {
