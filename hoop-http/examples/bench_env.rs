@@ -2,9 +2,10 @@
 //! a hyper upstream (direct), hoop in front of it (TLS on both legs, token identity, a
 //! rule policy, a bearer credential injected from a file, JSON masking with every detector
 //! of `RuleMasker` and JSON-lines recording), and nginx as a TLS reverse proxy
-//! in front of it (when nginx is installed).
+//! in front of it (when nginx is installed), once without an access log and once with one.
 //!
-//! Prints `direct=URL`, `hoop=URL`, `nginx=URL`, `token=TOKEN`, then `READY`, and runs
+//! Prints `direct=URL`, `hoop=URL`, `nginx=URL`, `nginx_log=URL`, `token=TOKEN`, then
+//! `READY`, and runs
 //! until its standard input closes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -183,6 +184,15 @@ async fn main() {
         proxy_to: Some((up_addr, up_ca_path.clone())),
         ..Default::default()
     });
+    // The same nginx with an access log, as nginx ships (hoop records every request).
+    let nginx_log = NginxServer::start(NginxOptions {
+        proxy_to: Some((up_addr, up_ca_path.clone())),
+        extra_server: vec![format!(
+            "access_log {} combined;",
+            dir.path().join("nginx-access.log").display()
+        )],
+        ..Default::default()
+    });
 
     println!("direct=https://127.0.0.1:{}", up_addr.port());
     println!("direct_ca={}", up_ca_path.display());
@@ -191,6 +201,9 @@ async fn main() {
     if let Some(n) = &nginx {
         println!("nginx=https://127.0.0.1:{}", n.port);
         println!("nginx_ca={}", n.ca_path().display());
+    }
+    if let Some(n) = &nginx_log {
+        println!("nginx_log=https://127.0.0.1:{}", n.port);
     }
     println!("token={TOKEN}");
     println!("READY");
@@ -201,4 +214,5 @@ async fn main() {
     .await
     .unwrap();
     drop(nginx);
+    drop(nginx_log);
 }
