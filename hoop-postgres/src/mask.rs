@@ -247,6 +247,16 @@ pub fn mask_value_into(
         // A typed column under a field rule: NULL, in either format.
         return MaskedValue::Null;
     }
+    // A text-like column whose every value becomes the same text (a redacting field
+    // rule): written without decoding the value (binary jsonb, with its version byte,
+    // takes the general path).
+    if text_like
+        && !(format == 1 && oid == JSONB_OID)
+        && let Some(r) = masker.replacement_prepared(prepared, &field)
+    {
+        out.extend_from_slice(r.as_bytes());
+        return MaskedValue::Replaced;
+    }
     if format == 1 {
         // Binary: text-like types are their UTF-8 bytes (jsonb with a version byte).
         let (prefix, body) = match (oid, value) {
@@ -621,6 +631,38 @@ mod tests {
             Some(&b"[REDACTED]"[..]),
             "binary text is masked as text"
         );
+    }
+
+    /// A redacting field rule's fixed replacement is written without decoding the value:
+    /// a value that is not UTF-8 (another client encoding) is redacted, not nulled, and
+    /// binary jsonb keeps its version byte.
+    #[test]
+    fn fixed_replacement_without_decoding() {
+        let m = hoop_core::masking::RuleMasker::builder()
+            .all_detectors(hoop_core::masking::Strategy::Redact)
+            .field_rule("secret", hoop_core::masking::Strategy::Redact)
+            .build()
+            .unwrap();
+        let cols = [
+            Column::new(&m, "secret".into(), 25, 0),
+            Column::new(&m, "secret".into(), 1043, 1),
+            Column::new(&m, "secret".into(), JSONB_OID, 1),
+            Column::new(&m, "note".into(), 25, 0),
+        ];
+        let values: [&[u8]; 4] = [b"caf\xe9", b"plain", b"\x01{\"a\":1}", b"a@example.com"];
+        for (col, value) in cols.iter().zip(values) {
+            let mut out = BytesMut::new();
+            let r = mask_value_into(&m, Some(col), value, &mut out);
+            assert_eq!(r, MaskedValue::Replaced, "{}", col.type_oid);
+            let want: &[u8] = if col.type_oid == JSONB_OID {
+                b"\x01[REDACTED]"
+            } else if col.name == "note" {
+                b"[REDACTED:EMAIL]"
+            } else {
+                b"[REDACTED]"
+            };
+            assert_eq!(&out[..], want, "{}", col.type_oid);
+        }
     }
 
     #[test]

@@ -353,6 +353,16 @@ impl Masker for CountingMasker {
         self.inner.masks_field(field)
     }
 
+    /// Counted here: an adapter that gets a fixed replacement writes it in place of the
+    /// value without another call.
+    fn replacement_prepared(&self, prepared: &PreparedField, field: &Field<'_>) -> Option<&str> {
+        let r = self.inner.replacement_prepared(prepared, field);
+        if r.is_some() {
+            self.metrics.masked_values.fetch_add(1, Relaxed);
+        }
+        r
+    }
+
     fn is_noop(&self) -> bool {
         self.inner.is_noop()
     }

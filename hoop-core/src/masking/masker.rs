@@ -444,6 +444,12 @@ impl Masker for RuleMasker {
         }
     }
 
+    fn replacement_prepared(&self, prepared: &PreparedField, field: &Field<'_>) -> Option<&str> {
+        let plan =
+            Plan::decode(prepared, self.field_rules.len()).unwrap_or_else(|| self.plan(field));
+        plan.rule.and_then(|i| self.redactions.get(i)?.as_deref())
+    }
+
     fn masks_prepared(&self, prepared: &PreparedField, field: &Field<'_>) -> bool {
         match Plan::decode(prepared, self.field_rules.len()) {
             Some(plan) => plan.rule.is_some(),
@@ -571,8 +577,25 @@ mod tests {
                 let mut again = BytesMut::from(&b"prefix"[..]);
                 let unprepared = m.mask_prepared_into(&PreparedField::default(), &f, v, &mut again);
                 assert_eq!((unprepared, &again[..]), (got, &out[..]), "{name} {v:?}");
+                // A fixed replacement is what every value that changes becomes.
+                if let Some(r) = m.replacement_prepared(&p, &f) {
+                    assert!(got.is_none() || &out[6..] == r.as_bytes(), "{name} {v:?}");
+                    assert_eq!(
+                        Some(r),
+                        m.replacement_prepared(&PreparedField::default(), &f)
+                    );
+                }
             }
         }
+        // Only the redacting field rules have one.
+        let fixed: Vec<&str> = ["secret", "pin", "hint", "user", "note"]
+            .into_iter()
+            .filter(|n| {
+                let f = Field::named(n);
+                m.replacement_prepared(&m.prepare(&f), &f).is_some()
+            })
+            .collect();
+        assert_eq!(fixed, ["secret", "pin"]);
     }
 
     /// The shortcut in `scan_once` skips exactly values the scan would leave alone.

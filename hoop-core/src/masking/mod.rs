@@ -216,6 +216,32 @@ pub trait Masker: Send + Sync {
         let _ = prepared;
         self.masks_field(field)
     }
+
+    /// The text that replaces *every* value of a field prepared by
+    /// [`prepare`](Masker::prepare), whatever the value, when there is one (a field rule
+    /// that redacts). An adapter that gets `Some` writes it in place of the value without
+    /// decoding or inspecting the value, and counts one masked value; `None` (the
+    /// default): each value goes through [`mask_prepared_into`](Masker::mask_prepared_into).
+    ///
+    /// ```
+    /// use hoop_core::masking::{Field, Masker, RuleMasker, Strategy};
+    ///
+    /// let masker = RuleMasker::builder()
+    ///     .all_detectors(Strategy::Redact)
+    ///     .field_rule("password", Strategy::Redact)
+    ///     .build()
+    ///     .unwrap();
+    /// let password = Field::named("password");
+    /// let plan = masker.prepare(&password);
+    /// assert_eq!(masker.replacement_prepared(&plan, &password), Some("[REDACTED]"));
+    /// // Detectors depend on the value: no fixed replacement.
+    /// let note = Field::named("note");
+    /// assert_eq!(masker.replacement_prepared(&masker.prepare(&note), &note), None);
+    /// ```
+    fn replacement_prepared(&self, prepared: &PreparedField, field: &Field<'_>) -> Option<&str> {
+        let _ = (prepared, field);
+        None
+    }
 }
 
 /// What a [`Masker`] decided about a field from the field alone ([`Masker::prepare`]).
