@@ -21,7 +21,10 @@
 //! `Services::approval_hold`, then 403 with the review id (an approval creates a grant
 //! so the retried request passes). Allowed requests are sent to the target with the
 //! headers rewritten ([`crate::headers::prepare_request`]), responses masked
-//! ([`crate::body`]) and recorded.
+//! ([`crate::body`]) and recorded: the request line with its decision
+//! (`Event::Command`) before it is forwarded, and one `Event::CommandResult` when its
+//! response ended (status, response and request body bytes, duration, masked values, and
+//! an error when the body did not go out whole).
 //!
 //! ## Upgrades
 //!
