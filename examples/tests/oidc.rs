@@ -16,14 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hoop_testkit::jwt::{SigningKey, jwks, now, unsigned};
 use hoop_testkit::postgres::{PgOptions, PgServer};
-use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 
 mod common;
@@ -124,39 +120,6 @@ fn start_idp(rt: &tokio::runtime::Runtime, dir: &Path, keys: &[&SigningKey]) -> 
 
 // ------------------------------------------------------------------ keys and tokens
 
-struct SigningKey {
-    kid: String,
-    enc: EncodingKey,
-    jwk: Value,
-}
-
-/// A new P-256 key (ES256) with key id `kid`.
-fn es256_key(kid: &str) -> SigningKey {
-    let rng = SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-    let p = kp.public_key().as_ref();
-    assert_eq!(p.len(), 65, "uncompressed point");
-    SigningKey {
-        kid: kid.into(),
-        enc: EncodingKey::from_ec_der(pkcs8.as_ref()),
-        jwk: json!({"kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
-                    "x": URL_SAFE_NO_PAD.encode(&p[1..33]),
-                    "y": URL_SAFE_NO_PAD.encode(&p[33..65])}),
-    }
-}
-
-fn jwks(keys: &[&SigningKey]) -> Value {
-    json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() })
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 /// Claims of a token for `sub` in `roles` (the provider's nested `realm_access.roles`),
 /// valid for ten minutes.
 fn claims(idp: &Idp, sub: &str, roles: &[&str]) -> Value {
@@ -170,19 +133,6 @@ fn claims(idp: &Idp, sub: &str, roles: &[&str]) -> Value {
     })
 }
 
-fn sign(key: &SigningKey, claims: &Value) -> String {
-    let mut header = Header::new(jsonwebtoken::Algorithm::ES256);
-    header.kid = Some(key.kid.clone());
-    jsonwebtoken::encode(&header, claims, &key.enc).unwrap()
-}
-
-/// An unsigned token (`alg: none`, empty signature).
-fn unsigned(claims: &Value) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
-    format!("{header}.{payload}.")
-}
-
 /// `(name, token, what the refusal says)` for every kind of bad token.
 fn bad_tokens(idp: &Idp, key: &SigningKey) -> Vec<(&'static str, String, &'static str)> {
     let good = claims(idp, "mallory", &["dev", "dba"]);
@@ -194,18 +144,18 @@ fn bad_tokens(idp: &Idp, key: &SigningKey) -> Vec<(&'static str, String, &'stati
     let mut wrong_iss = good.clone();
     wrong_iss["iss"] = json!("https://evil.example");
     // Another key claiming the provider's key id: the signature does not verify.
-    let forger = es256_key(&key.kid);
+    let forger = SigningKey::es256(&key.kid);
     vec![
-        ("expired", sign(key, &expired), "credential expired"),
-        ("wrong audience", sign(key, &wrong_aud), "wrong audience"),
+        ("expired", key.sign(&expired), "credential expired"),
+        ("wrong audience", key.sign(&wrong_aud), "wrong audience"),
         (
             "wrong issuer",
-            sign(key, &wrong_iss),
+            key.sign(&wrong_iss),
             "untrusted issuer: https://evil.example",
         ),
         (
             "another key",
-            sign(&forger, &good),
+            forger.sign(&good),
             "signature does not verify",
         ),
         ("alg none", unsigned(&good), "algorithm refused: none"),
@@ -284,7 +234,7 @@ fn oidc_tokens_reach_postgres_through_the_binary() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let key1 = es256_key("key-1");
+    let key1 = SigningKey::es256("key-1");
     let idp = start_idp(&rt, d, &[&key1]);
     let pg = PgServer::start(PgOptions {
         users: vec![("app".into(), "app-secret".into())],
@@ -332,7 +282,7 @@ fn oidc_tokens_reach_postgres_through_the_binary() {
     };
 
     // A valid token: the query runs on the target as its role.
-    let alice = sign(&key1, &claims(&idp, "oidc-alice", &["dev"]));
+    let alice = key1.sign(&claims(&idp, "oidc-alice", &["dev"]));
     let out = psql(&conn("appdb", &alice), "SELECT current_user, 40 + 2", true);
     assert!(out.status.success(), "{}\n{}", text(&out.stderr), gw.log());
     assert_eq!(text(&out.stdout).trim(), "app|42");
@@ -368,7 +318,7 @@ fn oidc_tokens_reach_postgres_through_the_binary() {
     );
 
     // Groups from the nested claim reach the policy.
-    let dba = sign(&key1, &claims(&idp, "oidc-dba", &["dev", "dba"]));
+    let dba = key1.sign(&claims(&idp, "oidc-dba", &["dev", "dba"]));
     let out = psql(&conn("secretdb", &dba), "SELECT 'dba in'", true);
     assert_eq!(text(&out.stdout).trim(), "dba in", "{}", text(&out.stderr));
     let out = psql(&conn("secretdb", &alice), "SELECT 'alice in'", true);
@@ -382,8 +332,8 @@ fn oidc_tokens_reach_postgres_through_the_binary() {
 
     // Key rotation: a token signed with a key the gateway has not seen yet is accepted
     // once the provider publishes it; the unknown kid makes the gateway fetch again.
-    let key2 = es256_key("key-2");
-    let bob = sign(&key2, &claims(&idp, "oidc-bob", &["dev"]));
+    let key2 = SigningKey::es256("key-2");
+    let bob = key2.sign(&claims(&idp, "oidc-bob", &["dev"]));
     // Not published yet: unknown key (and a refetch that finds nothing new).
     std::thread::sleep(Duration::from_millis(1100)); // past jwks_min_refresh_seconds
     let out = psql(&conn("appdb", &bob), "SELECT 1", true);
@@ -422,7 +372,7 @@ fn an_untrusted_provider_certificate_refuses_every_token() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let key = es256_key("key-1");
+    let key = SigningKey::es256("key-1");
     let mut idp = start_idp(&rt, d, &[&key]);
     idp.ca = hoop_testkit::TestCa::new("not-the-idp-ca").write_cert(d, "other-ca.crt");
     std::fs::write(d.join("tokens"), "").unwrap();
@@ -446,7 +396,7 @@ fn an_untrusted_provider_certificate_refuses_every_token() {
     };
     let log = gw.wait_log("OIDC signing keys not fetched yet", 1);
     assert!(log.contains(&idp.issuer), "{log}");
-    let token = sign(&key, &claims(&idp, "oidc-alice", &["dev"]));
+    let token = key.sign(&claims(&idp, "oidc-alice", &["dev"]));
     let (code, body) = curl(&d.join("dev-ca.crt"), gw.addr("api").port(), &token, false);
     // The gateway cannot check the token: 503 (not the client's fault), never a pass.
     assert_eq!(code, 503, "{body}");
@@ -515,7 +465,7 @@ fn oidc_bearer_reaches_nginx_through_the_binary() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let key = es256_key("key-1");
+    let key = SigningKey::es256("key-1");
     let idp = start_idp(&rt, d, &[&key]);
     std::fs::write(d.join("tokens"), "").unwrap();
     std::fs::write(d.join("api-token"), "upstream-secret\n").unwrap();
@@ -539,7 +489,7 @@ fn oidc_bearer_reaches_nginx_through_the_binary() {
     let ca = d.join("dev-ca.crt");
     let port = gw.addr("api").port();
 
-    let dev = sign(&key, &claims(&idp, "oidc-dev", &["dev"]));
+    let dev = key.sign(&claims(&idp, "oidc-dev", &["dev"]));
     let sig = dev.rsplit('.').next().unwrap().to_owned();
     for http2 in [false, true] {
         let (code, body) = curl(&ca, port, &dev, http2);
@@ -560,8 +510,8 @@ fn oidc_bearer_reaches_nginx_through_the_binary() {
     // one is refused, and so is another identity's token.
     let mut expired = claims(&idp, "oidc-dev", &["dev"]);
     expired["exp"] = json!(now() - 3600);
-    let expired = sign(&key, &expired);
-    let other = sign(&key, &claims(&idp, "oidc-other", &["dev"]));
+    let expired = key.sign(&expired);
+    let other = key.sign(&claims(&idp, "oidc-other", &["dev"]));
     let mut c = Command::new("curl");
     c.arg("-sS");
     for (i, token) in [&dev, &expired, &other].into_iter().enumerate() {
@@ -589,7 +539,7 @@ fn oidc_bearer_reaches_nginx_through_the_binary() {
         text(&out.stderr)
     );
 
-    let outsider = sign(&key, &claims(&idp, "oidc-outsider", &["sales"]));
+    let outsider = key.sign(&claims(&idp, "oidc-outsider", &["sales"]));
     let (code, body) = curl(&ca, port, &outsider, true);
     assert_eq!(code, 403, "{body}");
     assert!(!body.contains("upstream saw"), "{body}");

@@ -8,13 +8,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
-use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _,
-};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hoop_core::auth::{
@@ -23,6 +18,7 @@ use hoop_core::auth::{
 };
 use hoop_core::tls::{UpstreamRoots, UpstreamTls, UpstreamTlsConfig};
 use hoop_core::{AuthError, AuthMethod, Authenticator, Credential};
+use hoop_testkit::jwt::{SigningKey, jwks, now};
 use hoop_testkit::{TestCa, TestCert};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
@@ -127,89 +123,8 @@ async fn start_idp(cert: &TestCert, jwks: &Value) -> Idp {
 
 // ---------------------------------------------------------------- keys
 
-struct SigningKey {
-    kid: String,
-    alg: jsonwebtoken::Algorithm,
-    enc: EncodingKey,
-    jwk: Value,
-}
-
 fn b64(b: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(b)
-}
-
-fn es256_key(kid: &str) -> SigningKey {
-    let rng = SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-    let p = kp.public_key().as_ref();
-    assert_eq!(p.len(), 65);
-    SigningKey {
-        kid: kid.into(),
-        alg: jsonwebtoken::Algorithm::ES256,
-        enc: EncodingKey::from_ec_der(pkcs8.as_ref()),
-        jwk: json!({"kty":"EC","crv":"P-256","kid":kid,"alg":"ES256","use":"sig",
-                    "x": b64(&p[1..33]), "y": b64(&p[33..65])}),
-    }
-}
-
-fn eddsa_key(kid: &str) -> SigningKey {
-    let rng = SystemRandom::new();
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
-    let kp = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-    SigningKey {
-        kid: kid.into(),
-        alg: jsonwebtoken::Algorithm::EdDSA,
-        enc: EncodingKey::from_ed_der(pkcs8.as_ref()),
-        jwk: json!({"kty":"OKP","crv":"Ed25519","kid":kid,"x": b64(kp.public_key().as_ref())}),
-    }
-}
-
-/// One DER TLV: (tag, content, rest).
-fn der_tlv(input: &[u8]) -> (u8, &[u8], &[u8]) {
-    let tag = input[0];
-    let first = input[1] as usize;
-    let (len, hdr) = if first < 0x80 {
-        (first, 2)
-    } else {
-        let n = first & 0x7f;
-        let len = input[2..2 + n]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | *b as usize);
-        (len, 2 + n)
-    };
-    (tag, &input[hdr..hdr + len], &input[hdr + len..])
-}
-
-fn rs256_key(kid: &str) -> SigningKey {
-    let kp = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-    let pkcs8: Pkcs8V1Der = kp.as_der().unwrap();
-    // PrivateKeyInfo { version, algorithm, privateKey OCTET STRING { RSAPrivateKey } }
-    let (_, info, _) = der_tlv(pkcs8.as_ref());
-    let (_, _, rest) = der_tlv(info);
-    let (_, _, rest) = der_tlv(rest);
-    let (tag, pkcs1, _) = der_tlv(rest);
-    assert_eq!(tag, 0x04);
-    let public = kp.public_key();
-    SigningKey {
-        kid: kid.into(),
-        alg: jsonwebtoken::Algorithm::RS256,
-        enc: EncodingKey::from_rsa_der(pkcs1),
-        jwk: json!({"kty":"RSA","kid":kid,"alg":"RS256","use":"sig",
-                    "n": b64(public.modulus().big_endian_without_leading_zero()),
-                    "e": b64(public.exponent().big_endian_without_leading_zero())}),
-    }
-}
-
-fn jwks(keys: &[&SigningKey]) -> Value {
-    json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() })
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 fn claims(iss: &str) -> Value {
@@ -223,12 +138,6 @@ fn claims(iss: &str) -> Value {
         "iat": now(),
         "exp": now() + 600,
     })
-}
-
-fn sign(key: &SigningKey, claims: &Value) -> String {
-    let mut header = Header::new(key.alg);
-    header.kid = Some(key.kid.clone());
-    jsonwebtoken::encode(&header, claims, &key.enc).unwrap()
 }
 
 // ---------------------------------------------------------------- set-up
@@ -245,9 +154,9 @@ const ISS: &str = "https://idp.example.test/realms/ops";
 
 async fn fixture() -> Fixture {
     let ca = TestCa::new("idp test CA");
-    let es = es256_key("es-1");
-    let rs = rs256_key("rs-1");
-    let ed = eddsa_key("ed-1");
+    let es = SigningKey::es256("es-1");
+    let rs = SigningKey::rs256("rs-1");
+    let ed = SigningKey::eddsa("ed-1");
     let idp = start_idp(&ca.server(), &jwks(&[&es, &rs, &ed])).await;
     Fixture {
         ca,
@@ -285,7 +194,7 @@ async fn good_es256_token_gives_identity() {
     let f = fixture().await;
     let a = auth(&f);
     let c = claims(ISS);
-    let id = check(&a, &sign(&f.es, &c)).await.unwrap();
+    let id = check(&a, &f.es.sign(&c)).await.unwrap();
     assert_eq!(id.subject, "user-123");
     assert_eq!(id.groups, vec!["dba", "dev"]);
     assert_eq!(id.method, AuthMethod::Oidc);
@@ -301,7 +210,7 @@ async fn good_rs256_and_eddsa_tokens() {
     let f = fixture().await;
     let a = auth(&f);
     for key in [&f.rs, &f.ed] {
-        let id = check(&a, &sign(key, &claims(ISS))).await.unwrap();
+        let id = check(&a, &key.sign(&claims(ISS))).await.unwrap();
         assert_eq!(id.subject, "user-123", "{:?}", key.alg);
     }
     // The key set was fetched once for both.
@@ -317,7 +226,7 @@ async fn configurable_subject_and_nested_groups_claims() {
             .with_groups_claim("realm_access.roles"),
     )
     .unwrap();
-    let id = check(&a, &sign(&f.es, &claims(ISS))).await.unwrap();
+    let id = check(&a, &f.es.sign(&claims(ISS))).await.unwrap();
     assert_eq!(id.subject, "alice@example.com");
     assert_eq!(id.groups, vec!["ops"]);
 
@@ -326,11 +235,11 @@ async fn configurable_subject_and_nested_groups_claims() {
     let mut c = claims(ISS);
     c["groups"] = json!("solo");
     assert!(matches!(
-        check(&a, &sign(&f.es, &c)).await,
+        check(&a, &f.es.sign(&c)).await,
         Err(AuthError::Invalid(_))
     ));
     c["preferred_username"] = json!("alice");
-    let id = check(&a, &sign(&f.es, &c)).await.unwrap();
+    let id = check(&a, &f.es.sign(&c)).await.unwrap();
     assert_eq!(
         (id.subject.as_str(), id.groups),
         ("alice", vec!["solo".to_owned()])
@@ -343,29 +252,26 @@ async fn time_claims() {
     let a = auth(&f);
     let mut c = claims(ISS);
     c["exp"] = json!(now() - 3600);
-    assert_eq!(check(&a, &sign(&f.es, &c)).await, Err(AuthError::Expired));
+    assert_eq!(check(&a, &f.es.sign(&c)).await, Err(AuthError::Expired));
     // Within the 30 s leeway.
     c["exp"] = json!(now() - 5);
-    assert!(check(&a, &sign(&f.es, &c)).await.is_ok());
+    assert!(check(&a, &f.es.sign(&c)).await.is_ok());
 
     let mut c = claims(ISS);
     c["nbf"] = json!(now() + 3600);
-    assert_eq!(
-        check(&a, &sign(&f.es, &c)).await,
-        Err(AuthError::NotYetValid)
-    );
+    assert_eq!(check(&a, &f.es.sign(&c)).await, Err(AuthError::NotYetValid));
     c["nbf"] = json!(now() + 5);
-    assert!(check(&a, &sign(&f.es, &c)).await.is_ok());
+    assert!(check(&a, &f.es.sign(&c)).await.is_ok());
 
     let mut c = claims(ISS);
     c.as_object_mut().unwrap().remove("exp");
     assert!(matches!(
-        check(&a, &sign(&f.es, &c)).await,
+        check(&a, &f.es.sign(&c)).await,
         Err(AuthError::Invalid(_))
     ));
     c["exp"] = json!("tomorrow");
     assert!(matches!(
-        check(&a, &sign(&f.es, &c)).await,
+        check(&a, &f.es.sign(&c)).await,
         Err(AuthError::Invalid(_))
     ));
 }
@@ -377,26 +283,26 @@ async fn audience_and_issuer() {
     let mut c = claims(ISS);
     c["aud"] = json!("another-service");
     assert_eq!(
-        check(&a, &sign(&f.es, &c)).await,
+        check(&a, &f.es.sign(&c)).await,
         Err(AuthError::WrongAudience)
     );
     c["aud"] = json!(["another-service", AUD]);
-    assert!(check(&a, &sign(&f.es, &c)).await.is_ok());
+    assert!(check(&a, &f.es.sign(&c)).await.is_ok());
     c.as_object_mut().unwrap().remove("aud");
     assert_eq!(
-        check(&a, &sign(&f.es, &c)).await,
+        check(&a, &f.es.sign(&c)).await,
         Err(AuthError::WrongAudience)
     );
 
     let c = claims("https://evil.example.test/realms/ops");
     assert!(matches!(
-        check(&a, &sign(&f.es, &c)).await,
+        check(&a, &f.es.sign(&c)).await,
         Err(AuthError::UntrustedIssuer(i)) if i.contains("evil")
     ));
     // Exact comparison: a trailing slash is another issuer.
     let c = claims(&format!("{ISS}/"));
     assert!(matches!(
-        check(&a, &sign(&f.es, &c)).await,
+        check(&a, &f.es.sign(&c)).await,
         Err(AuthError::UntrustedIssuer(_))
     ));
 }
@@ -409,11 +315,11 @@ async fn unknown_kid_refreshes_once_and_picks_up_rotation() {
         ..Default::default()
     }))
     .unwrap();
-    assert!(check(&a, &sign(&f.es, &claims(ISS))).await.is_ok());
+    assert!(check(&a, &f.es.sign(&claims(ISS))).await.is_ok());
     assert_eq!(f.idp.hits(), 1);
 
-    let new_key = es256_key("es-2");
-    let token = sign(&new_key, &claims(ISS));
+    let new_key = SigningKey::es256("es-2");
+    let token = new_key.sign(&claims(ISS));
     assert_eq!(check(&a, &token).await, Err(AuthError::UnknownKey));
     assert_eq!(f.idp.hits(), 2, "one refresh for the unknown kid");
 
@@ -424,9 +330,9 @@ async fn unknown_kid_refreshes_once_and_picks_up_rotation() {
     assert_eq!(f.idp.hits(), 3);
 
     // Concurrent misses share one fetch.
-    let third = es256_key("es-3");
+    let third = SigningKey::es256("es-3");
     f.idp.set_jwks(&jwks(&[&new_key, &third]));
-    let token = sign(&third, &claims(ISS));
+    let token = third.sign(&claims(ISS));
     let a = Arc::new(a);
     let tasks: Vec<_> = (0..20)
         .map(|_| {
@@ -453,8 +359,8 @@ async fn bogus_kids_are_rate_limited() {
     );
     let tasks: Vec<_> = (0..50)
         .map(|i| {
-            let key = es256_key(&format!("bogus-{i}"));
-            let token = sign(&key, &claims(ISS));
+            let key = SigningKey::es256(&format!("bogus-{i}"));
+            let token = key.sign(&claims(ISS));
             let a = a.clone();
             tokio::spawn(async move { check(&a, &token).await })
         })
@@ -465,7 +371,7 @@ async fn bogus_kids_are_rate_limited() {
     // The first fetch is shared; no refresh follows within the interval.
     assert_eq!(f.idp.hits(), 1);
     // Known keys keep working.
-    assert!(check(&a, &sign(&f.ed, &claims(ISS))).await.is_ok());
+    assert!(check(&a, &f.ed.sign(&claims(ISS))).await.is_ok());
     assert_eq!(f.idp.hits(), 1);
 }
 
@@ -514,7 +420,7 @@ async fn alg_must_fit_the_key_and_the_allow_list() {
     let f = fixture().await;
     let a = auth(&f);
     // An ES256 signature under a header claiming RS256 with the EC key's kid.
-    let good = sign(&f.es, &claims(ISS));
+    let good = f.es.sign(&claims(ISS));
     let mut parts = good.split('.');
     let (_, payload, sig) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
     let forged = format!(
@@ -529,17 +435,17 @@ async fn alg_must_fit_the_key_and_the_allow_list() {
     // Only ES256 allowed: RS256 tokens are refused even with a valid signature.
     let a = OidcAuthenticator::new(config(&f).with_algorithms([JwsAlgorithm::ES256])).unwrap();
     assert!(matches!(
-        check(&a, &sign(&f.rs, &claims(ISS))).await,
+        check(&a, &f.rs.sign(&claims(ISS))).await,
         Err(AuthError::AlgorithmRefused(_))
     ));
-    assert!(check(&a, &sign(&f.es, &claims(ISS))).await.is_ok());
+    assert!(check(&a, &f.es.sign(&claims(ISS))).await.is_ok());
 }
 
 #[tokio::test]
 async fn tampered_tokens_are_invalid() {
     let f = fixture().await;
     let a = auth(&f);
-    let good = sign(&f.es, &claims(ISS));
+    let good = f.es.sign(&claims(ISS));
     let parts: Vec<&str> = good.split('.').collect();
     let mut c = claims(ISS);
     c["sub"] = json!("admin");
@@ -555,9 +461,9 @@ async fn tampered_tokens_are_invalid() {
         Err(AuthError::Invalid(_))
     ));
     // Signature of another key with the same kid.
-    let other = es256_key("es-1");
+    let other = SigningKey::es256("es-1");
     assert!(matches!(
-        check(&a, &sign(&other, &claims(ISS))).await,
+        check(&a, &other.sign(&claims(ISS))).await,
         Err(AuthError::Invalid(_))
     ));
     // Garbage in every part.
@@ -589,7 +495,7 @@ async fn unreachable_jwks_is_unavailable() {
     )
     .unwrap();
     assert!(matches!(
-        check(&a, &sign(&f.es, &claims(ISS))).await,
+        check(&a, &f.es.sign(&claims(ISS))).await,
         Err(AuthError::Unavailable(_))
     ));
 }
@@ -603,7 +509,7 @@ async fn untrusted_jwks_server_is_unavailable() {
     )
     .unwrap();
     assert!(matches!(
-        check(&a, &sign(&f.es, &claims(ISS))).await,
+        check(&a, &f.es.sign(&claims(ISS))).await,
         Err(AuthError::Unavailable(_))
     ));
     // The server never saw a request: the handshake failed first.
@@ -624,7 +530,7 @@ async fn hostile_or_failing_jwks_is_unavailable_without_panic() {
         let a = auth(&f);
         assert!(
             matches!(
-                check(&a, &sign(&f.es, &claims(ISS))).await,
+                check(&a, &f.es.sign(&claims(ISS))).await,
                 Err(AuthError::Unavailable(_))
             ),
             "{body}"
@@ -634,7 +540,7 @@ async fn hostile_or_failing_jwks_is_unavailable_without_panic() {
     f.idp.set_status(500);
     let a = auth(&f);
     assert!(matches!(
-        check(&a, &sign(&f.es, &claims(ISS))).await,
+        check(&a, &f.es.sign(&claims(ISS))).await,
         Err(AuthError::Unavailable(_))
     ));
 }
@@ -648,15 +554,15 @@ async fn failed_refresh_keeps_old_keys() {
         ..Default::default()
     }))
     .unwrap();
-    assert!(check(&a, &sign(&f.es, &claims(ISS))).await.is_ok());
+    assert!(check(&a, &f.es.sign(&claims(ISS))).await.is_ok());
     f.idp.set_status(503);
     for _ in 0..3 {
-        assert!(check(&a, &sign(&f.es, &claims(ISS))).await.is_ok());
+        assert!(check(&a, &f.es.sign(&claims(ISS))).await.is_ok());
     }
     // An unknown kid triggers a refresh that fails: still an unknown key, keys kept.
-    let other = es256_key("es-9");
+    let other = SigningKey::es256("es-9");
     assert_eq!(
-        check(&a, &sign(&other, &claims(ISS))).await,
+        check(&a, &other.sign(&claims(ISS))).await,
         Err(AuthError::UnknownKey)
     );
     assert_eq!(a.jwks().key_count(), 3);
@@ -670,7 +576,7 @@ async fn discovery_finds_the_jwks() {
     f.idp.state.lock().unwrap().discovery =
         Some(json!({"issuer": issuer, "jwks_uri": f.idp.url("/jwks")}).to_string());
     let a = OidcAuthenticator::new(OidcConfig::new(issuer.clone(), AUD, trusting(&f.ca))).unwrap();
-    let id = check(&a, &sign(&f.ed, &claims(&issuer))).await.unwrap();
+    let id = check(&a, &f.ed.sign(&claims(&issuer))).await.unwrap();
     assert_eq!(id.issuer.as_deref(), Some(issuer.as_str()));
     assert_eq!(f.idp.hits(), 2, "discovery document, then key set");
 
@@ -680,7 +586,7 @@ async fn discovery_finds_the_jwks() {
     );
     let a = OidcAuthenticator::new(OidcConfig::new(issuer.clone(), AUD, trusting(&f.ca))).unwrap();
     assert!(matches!(
-        check(&a, &sign(&f.ed, &claims(&issuer))).await,
+        check(&a, &f.ed.sign(&claims(&issuer))).await,
         Err(AuthError::Unavailable(m)) if m.contains("evil")
     ));
 }
@@ -704,7 +610,7 @@ async fn chain_routes_jwts_and_static_tokens() {
         ("ci-bot", AuthMethod::StaticToken)
     );
     let id = chain
-        .authenticate(&Credential::Bearer(&sign(&f.es, &claims(ISS))))
+        .authenticate(&Credential::Bearer(&f.es.sign(&claims(ISS))))
         .await
         .unwrap();
     assert_eq!(

@@ -10,16 +10,12 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{Gateway, Setup, UPSTREAM_TOKEN, bearer, upstream};
 use hoop_core::auth::{OidcAuthenticator, OidcConfig};
 use hoop_core::tls::{UpstreamRoots, UpstreamTls, UpstreamTlsConfig};
 use hoop_testkit::TestCa;
+use hoop_testkit::jwt::{SigningKey, jwks, now};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -65,43 +61,16 @@ async fn serve_jwks(ca: &TestCa, body: String) -> u16 {
     port
 }
 
-struct Signer {
-    enc: jsonwebtoken::EncodingKey,
-    jwks: serde_json::Value,
-}
-
-fn es256() -> Signer {
-    let rng = SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-    let p = kp.public_key().as_ref();
-    Signer {
-        enc: jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()),
-        jwks: json!({"keys": [{"kty":"EC","crv":"P-256","kid":"k1","alg":"ES256","use":"sig",
-            "x": URL_SAFE_NO_PAD.encode(&p[1..33]), "y": URL_SAFE_NO_PAD.encode(&p[33..65])}]}),
-    }
-}
-
-fn jwt(s: &Signer, sub: &str, exp_in: i64) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.kid = Some("k1".into());
-    jsonwebtoken::encode(
-        &header,
-        &json!({"iss": ISSUER, "aud": AUD, "sub": sub, "iat": now, "exp": now + exp_in, "groups": ["dev"]}),
-        &s.enc,
-    )
-    .unwrap()
+fn jwt(key: &SigningKey, sub: &str, exp_in: i64) -> String {
+    let now = now();
+    key.sign(&json!({"iss": ISSUER, "aud": AUD, "sub": sub, "iat": now, "exp": now + exp_in, "groups": ["dev"]}))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidc_jwt_identity() {
     let idp_ca = TestCa::new("idp-ca");
-    let signer = es256();
-    let port = serve_jwks(&idp_ca, signer.jwks.to_string()).await;
+    let signer = SigningKey::es256("k1");
+    let port = serve_jwks(&idp_ca, jwks(&[&signer]).to_string()).await;
     let oidc = OidcAuthenticator::new(
         OidcConfig::new(
             ISSUER,
@@ -150,7 +119,7 @@ async fn oidc_jwt_identity() {
         .curl_async(&["-H", &bearer(&expired), &gw.url("/me")])
         .await;
     assert_eq!(status, 401, "{body}");
-    let forged = jwt(&es256(), "dave@example.org", 600);
+    let forged = jwt(&SigningKey::es256("k1"), "dave@example.org", 600);
     let (status, _) = gw
         .curl_async(&["-H", &bearer(&forged), &gw.url("/me")])
         .await;

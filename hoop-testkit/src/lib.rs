@@ -12,6 +12,7 @@
 
 pub mod bodies;
 pub mod certs;
+pub mod jwt;
 pub mod nginx;
 pub mod ports;
 pub mod postgres;
