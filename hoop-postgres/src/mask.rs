@@ -6,6 +6,10 @@
 //! `bpchar`, `name`, `json`, `jsonb`, `xml`, `unknown`) get the masked string; for every
 //! other type a value that would change becomes NULL, and so does every value of such a
 //! column that a field-name rule masks (whatever the rule would write, without writing it).
+//! A masked `json` / `jsonb` value stays a JSON document: a detector's replacement inside
+//! a JSON string keeps the document as it is; when the masked text is no longer JSON (a
+//! field rule replaced the whole value, a detector replaced a number) it becomes a JSON
+//! string holding that text.
 //!
 //! # Values too large to inspect
 //!
@@ -13,7 +17,7 @@
 //! is not buffered whole: it is read column by column. Each value up to that cap is
 //! buffered and masked as above. A longer value cannot be inspected with bounded memory,
 //! so it is masked whole, failing closed ([`redact_whole`]): a text-like column gets
-//! [`TOO_LARGE_REDACTION`], any other type (or a column of unknown type) becomes NULL.
+//! [`TOO_LARGE_REDACTION`] (as a JSON string in `json` / `jsonb`), any other type (or a column of unknown type) becomes NULL.
 //! It counts as one masked value and the session goes on. The same holds for a value
 //! that would take the rewritten row held in memory past four times the cap. A COPY TO
 //! STDOUT row (text or CSV) longer than the cap is replaced by a row of as many fields,
@@ -86,6 +90,29 @@ pub fn is_text_like(oid: u32) -> bool {
 }
 
 const JSONB_OID: u32 = 3802;
+const JSON_OID: u32 = 114;
+
+/// Whether `oid` is `json` or `jsonb`: a masked value must stay a JSON document.
+fn is_json(oid: u32) -> bool {
+    matches!(oid, JSON_OID | JSONB_OID)
+}
+
+/// Keeps a masked `json`/`jsonb` value a JSON document: when the masked text written to
+/// `out` from `from` on is not one (a field rule replaced the whole value, a detector
+/// replaced a number), it becomes a JSON string holding that text, so that a client
+/// decoding the column still gets valid JSON and no original value.
+fn keep_json_valid(out: &mut BytesMut, from: usize) {
+    let Some(text) = out.get(from..) else {
+        return;
+    };
+    if serde_json::from_slice::<serde_json::Value>(text).is_ok() {
+        return;
+    }
+    let quoted = serde_json::to_string(&String::from_utf8_lossy(text))
+        .unwrap_or_else(|_| String::from("null"));
+    out.truncate(from);
+    out.extend_from_slice(quoted.as_bytes());
+}
 
 /// What a value too large to inspect becomes in a text-like column.
 pub const TOO_LARGE_REDACTION: &str = "[REDACTED:TOO_LARGE]";
@@ -102,11 +129,18 @@ pub fn redact_whole(col: Option<&Column>) -> Option<Vec<u8>> {
     if !is_text_like(oid) {
         return None;
     }
-    let mut out = Vec::with_capacity(TOO_LARGE_REDACTION.len() + 1);
+    let mut out = Vec::with_capacity(TOO_LARGE_REDACTION.len() + 3);
     if oid == JSONB_OID && format == 1 {
         out.push(1);
     }
-    out.extend_from_slice(TOO_LARGE_REDACTION.as_bytes());
+    if is_json(oid) {
+        // A JSON string: the column stays a JSON document.
+        out.push(b'"');
+        out.extend_from_slice(TOO_LARGE_REDACTION.as_bytes());
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(TOO_LARGE_REDACTION.as_bytes());
+    }
     Some(out)
 }
 
@@ -248,10 +282,10 @@ pub fn mask_value_into(
         return MaskedValue::Null;
     }
     // A text-like column whose every value becomes the same text (a redacting field
-    // rule): written without decoding the value (binary jsonb, with its version byte,
-    // takes the general path).
+    // rule): written without decoding the value (json and jsonb, which must stay JSON,
+    // take the general path).
     if text_like
-        && !(format == 1 && oid == JSONB_OID)
+        && !is_json(oid)
         && let Some(r) = masker.replacement_prepared(prepared, &field)
     {
         out.extend_from_slice(r.as_bytes());
@@ -267,7 +301,12 @@ pub fn mask_value_into(
         if text_like && let Ok(s) = std::str::from_utf8(body) {
             out.extend(prefix);
             return match masker.mask_prepared_into(prepared, &field, s, out) {
-                Some(_) => MaskedValue::Replaced,
+                Some(_) => {
+                    if is_json(oid) {
+                        keep_json_valid(out, start + usize::from(prefix.is_some()));
+                    }
+                    MaskedValue::Replaced
+                }
                 None => {
                     out.truncate(start);
                     MaskedValue::Unchanged
@@ -283,7 +322,12 @@ pub fn mask_value_into(
     };
     match masker.mask_prepared_into(prepared, &field, s, out) {
         None => MaskedValue::Unchanged,
-        Some(_) if text_like => MaskedValue::Replaced,
+        Some(_) if text_like => {
+            if is_json(oid) {
+                keep_json_valid(out, start);
+            }
+            MaskedValue::Replaced
+        }
         Some(_) => {
             out.truncate(start);
             MaskedValue::Null
@@ -634,8 +678,8 @@ mod tests {
     }
 
     /// A redacting field rule's fixed replacement is written without decoding the value:
-    /// a value that is not UTF-8 (another client encoding) is redacted, not nulled, and
-    /// binary jsonb keeps its version byte.
+    /// a value that is not UTF-8 (another client encoding) is redacted, not nulled; binary
+    /// jsonb keeps its version byte and gets a JSON string.
     #[test]
     fn fixed_replacement_without_decoding() {
         let m = hoop_core::masking::RuleMasker::builder()
@@ -655,13 +699,70 @@ mod tests {
             let r = mask_value_into(&m, Some(col), value, &mut out);
             assert_eq!(r, MaskedValue::Replaced, "{}", col.type_oid);
             let want: &[u8] = if col.type_oid == JSONB_OID {
-                b"\x01[REDACTED]"
+                b"\x01\"[REDACTED]\""
             } else if col.name == "note" {
                 b"[REDACTED:EMAIL]"
             } else {
                 b"[REDACTED]"
             };
             assert_eq!(&out[..], want, "{}", col.type_oid);
+        }
+    }
+
+    /// Masked json and jsonb values stay JSON documents: a whole-value rule gives a JSON
+    /// string, a detector inside a string keeps the document, a detector that replaced a
+    /// number turns the masked text into a JSON string; too large a value too.
+    #[test]
+    fn json_columns_stay_json() {
+        let m = hoop_core::masking::RuleMasker::builder()
+            .all_detectors(hoop_core::masking::Strategy::Redact)
+            .field_rule("secret", hoop_core::masking::Strategy::Redact)
+            .field_rule("hint", hoop_core::masking::Strategy::Partial)
+            .build()
+            .unwrap();
+        let card = "4111 1111 1111 1111";
+        let cases: [(&str, u32, i16, String); 6] = [
+            ("secret", JSON_OID, 0, String::from(r#"{"a":1}"#)),
+            ("secret", JSONB_OID, 1, String::from("\u{1}[1,2]")),
+            ("hint", JSON_OID, 0, String::from(r#""abcdefgh""#)),
+            (
+                "note",
+                JSON_OID,
+                0,
+                String::from(r#"{"mail":"a@example.com"}"#),
+            ),
+            ("note", JSONB_OID, 0, format!(r#"{{"card":"{card}"}}"#)),
+            ("note", JSON_OID, 0, String::from("[4111111111111111]")),
+        ];
+        for (name, oid, format, value) in cases {
+            let col = Column::new(&m, name.into(), oid, format);
+            let mut out = BytesMut::new();
+            let r = mask_value_into(&m, Some(&col), value.as_bytes(), &mut out);
+            assert_eq!(r, MaskedValue::Replaced, "{name} {value}");
+            let doc = if format == 1 {
+                assert_eq!(out.first(), Some(&1), "jsonb version byte");
+                &out[1..]
+            } else {
+                &out[..]
+            };
+            let parsed: serde_json::Value = serde_json::from_slice(doc)
+                .unwrap_or_else(|e| panic!("{name} {value}: not JSON ({e}): {out:?}"));
+            let text = parsed.to_string();
+            assert!(
+                !text.contains("a@example.com") && !text.contains("4111"),
+                "{text}"
+            );
+            assert!(text.contains("REDACTED") || name == "hint", "{text}");
+        }
+        // A value too large to inspect.
+        for (oid, format) in [(JSON_OID, 0), (JSONB_OID, 1)] {
+            let col = Column::new(&m, "note".into(), oid, format);
+            let whole = redact_whole(Some(&col)).unwrap();
+            let doc = whole.get(usize::from(format == 1)..).unwrap();
+            assert_eq!(
+                serde_json::from_slice::<String>(doc).unwrap(),
+                TOO_LARGE_REDACTION
+            );
         }
     }
 
@@ -721,8 +822,10 @@ mod tests {
             Some(redaction.clone()),
             "undescribed: text"
         );
-        let mut jsonb = vec![1u8];
+        // jsonb: its version byte, then a JSON string.
+        let mut jsonb = vec![1u8, b'"'];
         jsonb.extend_from_slice(&redaction);
+        jsonb.push(b'"');
         assert_eq!(redact_whole(Some(&col("j", JSONB_OID, 1))), Some(jsonb));
         assert_eq!(redact_whole(Some(&col("b", 17, 0))), None, "bytea: NULL");
         assert_eq!(redact_whole(Some(&col("i", 23, 1))), None, "int4: NULL");

@@ -374,6 +374,57 @@ async fn copy_both_ways_and_copy_out_masking() {
     assert!(stderr(&out).contains("refused"), "{}", stderr(&out));
 }
 
+/// A jsonb value as the binary protocol carries it: the version byte, then the text.
+struct RawJsonb(Vec<u8>);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for RawJsonb {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawJsonb(raw.to_vec()))
+    }
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        *ty == tokio_postgres::types::Type::JSONB
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masked_json_columns_stay_json() {
+    let gw = Gateway::start(Setup::default()).await;
+    let c = connect(&gw, BOB).await;
+    // Text format (simple query): a whole-value rule and a detector on a number.
+    let rows = c
+        .simple_query(
+            r#"select '{"n":"123-45-6789"}'::json as ssn, '[4111111111111111]'::json as note"#,
+        )
+        .await
+        .unwrap();
+    let row = rows
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    for i in 0..2 {
+        let text = row.get(i).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(text).unwrap_or_else(|e| panic!("{text:?} is not JSON: {e}"));
+        assert!(v.to_string().contains("REDACTED"), "{text}");
+        assert!(!text.contains("6789") && !text.contains("4111"), "{text}");
+    }
+    // Binary jsonb (extended protocol): the version byte, then a JSON document.
+    let row = c
+        .query_one(r#"select '{"n":"x"}'::jsonb as ssn"#, &[])
+        .await
+        .unwrap();
+    let RawJsonb(raw) = row.get(0);
+    assert_eq!(raw.first(), Some(&1), "{raw:?}");
+    let v: serde_json::Value = serde_json::from_slice(&raw[1..]).unwrap();
+    assert_eq!(v, serde_json::json!("[REDACTED:SSN]"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_detail_values_are_masked() {
     let gw = Gateway::start(Setup::default()).await;
