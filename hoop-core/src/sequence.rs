@@ -122,6 +122,16 @@ pub enum Checked {
 }
 
 impl SessionCtx {
+    /// A timer that ends this session ([`CREDENTIAL_EXPIRED`]) at `at`.
+    fn expiry_timer(&self, at: SystemTime) -> ExpiryTimer {
+        ExpiryTimer::arm(
+            self.handle.registry().clone(),
+            self.id,
+            at,
+            CREDENTIAL_EXPIRED,
+        )
+    }
+
     /// Step 1: verifies the client's credential. Failures are logged without the secret.
     pub async fn authenticate(
         &self,
@@ -211,12 +221,7 @@ impl SessionCtx {
                 .map_err(|e| Refused::Recording(e.to_string()))?;
         }
         let expiry = match identity.expires_at {
-            Some(at) if self.services.end_at_credential_expiry => Some(ExpiryTimer::arm(
-                self.handle.registry().clone(),
-                self.id,
-                at,
-                CREDENTIAL_EXPIRED,
-            )),
+            Some(at) if self.services.end_at_credential_expiry => Some(self.expiry_timer(at)),
             _ => None,
         };
         info!(ends_at_expiry = expiry.is_some(), "session authorized");
@@ -490,12 +495,7 @@ impl Authorized {
         match (timer.as_ref(), expires_at) {
             (Some(t), at) => t.reset(at),
             (None, Some(at)) => {
-                *timer = Some(ExpiryTimer::arm(
-                    self.ctx.handle.registry().clone(),
-                    self.ctx.id,
-                    at,
-                    CREDENTIAL_EXPIRED,
-                ));
+                *timer = Some(self.ctx.expiry_timer(at));
             }
             (None, None) => {}
         }

@@ -937,9 +937,6 @@ impl Session {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        // The body is gathered without a copy when it comes in one frame (a small body
-        // does); only a second frame starts a buffer.
-        let mut first: Option<Bytes> = None;
         let mut buf = BytesMut::new();
         let mut trailers: Option<HeaderMap> = None;
         if announced.is_some_and(|n| n > limit as u64) {
@@ -948,22 +945,9 @@ impl Session {
         while let Some(frame) = body.frame().await {
             match frame?.into_data() {
                 Ok(data) => {
-                    let held = first.as_ref().map_or(0, Bytes::len) + buf.len();
-                    if held + data.len() > limit {
-                        if let Some(f) = first.take() {
-                            buf.extend_from_slice(&f);
-                        }
-                        buf.extend_from_slice(&data);
+                    buf.extend_from_slice(&data);
+                    if buf.len() > limit {
                         return self.over_limit(auth, target, buf.freeze(), body);
-                    }
-                    if held == 0 {
-                        first = Some(data);
-                    } else {
-                        if let Some(f) = first.take() {
-                            buf.reserve(f.len() + data.len());
-                            buf.extend_from_slice(&f);
-                        }
-                        buf.extend_from_slice(&data);
                     }
                 }
                 Err(frame) => {
@@ -973,7 +957,7 @@ impl Session {
                 }
             }
         }
-        let raw = first.unwrap_or_else(|| buf.freeze());
+        let raw = buf.freeze();
         let decoded = decode(&raw, coding, limit).map_err(HttpError::Body)?;
         let (out, n) = match mask_body(masker.as_ref(), kind, &decoded).map_err(HttpError::Body)? {
             None => (raw, 0),

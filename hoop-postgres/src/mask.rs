@@ -105,7 +105,9 @@ fn keep_json_valid(out: &mut BytesMut, from: usize) {
     let Some(text) = out.get(from..) else {
         return;
     };
-    if serde_json::from_slice::<serde_json::Value>(text).is_ok() {
+    // Checked without building the document (bounded memory for a large value; serde
+    // limits the nesting depth).
+    if serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok() {
         return;
     }
     let quoted = serde_json::to_string(&String::from_utf8_lossy(text))
@@ -754,6 +756,19 @@ mod tests {
             );
             assert!(text.contains("REDACTED") || name == "hint", "{text}");
         }
+        // Deep nesting: checked without recursion (no stack overflow), and the masked
+        // document, still JSON, goes out as it is.
+        let deep = format!("{}\"a@example.com\"{}", "[".repeat(5000), "]".repeat(5000));
+        let col = Column::new(&m, "note".into(), JSON_OID, 0);
+        let mut out = BytesMut::new();
+        assert_eq!(
+            mask_value_into(&m, Some(&col), deep.as_bytes(), &mut out),
+            MaskedValue::Replaced
+        );
+        assert!(serde_json::from_slice::<serde::de::IgnoredAny>(&out).is_ok());
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        assert!(text.starts_with("[[[") && text.contains("[REDACTED:EMAIL]"));
+        assert!(!text.contains("a@example.com"));
         // A value too large to inspect.
         for (oid, format) in [(JSON_OID, 0), (JSONB_OID, 1)] {
             let col = Column::new(&m, "note".into(), oid, format);

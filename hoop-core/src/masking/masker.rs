@@ -292,6 +292,11 @@ impl RuleMasker {
         self.field_rules.iter().find(|r| r.matches(field))
     }
 
+    /// The fixed replacement of the field rule of `plan`, when that rule redacts.
+    fn redaction(&self, plan: Plan) -> Option<&str> {
+        plan.rule.and_then(|i| self.redactions.get(i)?.as_deref())
+    }
+
     /// What depends on the field alone.
     fn plan(&self, field: &Field<'_>) -> Plan {
         let rule = self.field_rules.iter().position(|r| r.matches(field));
@@ -428,26 +433,20 @@ impl Masker for RuleMasker {
         let plan =
             Plan::decode(prepared, self.field_rules.len()).unwrap_or_else(|| self.plan(field));
         // A redacting field rule: its fixed replacement, no allocation.
-        if let Some(r) = plan.rule.and_then(|i| self.redactions.get(i)?.as_deref()) {
+        if let Some(r) = self.redaction(plan) {
             if value == r {
                 return None;
             }
             out.extend_from_slice(r.as_bytes());
             return Some(1);
         }
-        match self.mask_planned(plan, value) {
-            (Cow::Borrowed(_), _) => None,
-            (Cow::Owned(masked), n) => {
-                out.extend_from_slice(masked.as_bytes());
-                Some(n)
-            }
-        }
+        super::append_masked(self.mask_planned(plan, value), out)
     }
 
     fn replacement_prepared(&self, prepared: &PreparedField, field: &Field<'_>) -> Option<&str> {
-        let plan =
-            Plan::decode(prepared, self.field_rules.len()).unwrap_or_else(|| self.plan(field));
-        plan.rule.and_then(|i| self.redactions.get(i)?.as_deref())
+        self.redaction(
+            Plan::decode(prepared, self.field_rules.len()).unwrap_or_else(|| self.plan(field)),
+        )
     }
 
     fn masks_prepared(&self, prepared: &PreparedField, field: &Field<'_>) -> bool {

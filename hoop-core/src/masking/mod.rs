@@ -201,13 +201,7 @@ pub trait Masker: Send + Sync {
         value: &str,
         out: &mut BytesMut,
     ) -> Option<u32> {
-        match self.mask_prepared(prepared, field, value) {
-            (Cow::Borrowed(_), _) => None,
-            (Cow::Owned(masked), n) => {
-                out.extend_from_slice(masked.as_bytes());
-                Some(n)
-            }
-        }
+        append_masked(self.mask_prepared(prepared, field, value), out)
     }
 
     /// [`masks_field`](Masker::masks_field) for a field prepared by
@@ -241,6 +235,18 @@ pub trait Masker: Send + Sync {
     fn replacement_prepared(&self, prepared: &PreparedField, field: &Field<'_>) -> Option<&str> {
         let _ = (prepared, field);
         None
+    }
+}
+
+/// The [`Masker::mask_prepared_into`] answer for a [`Masker::mask_prepared`] result:
+/// a changed value is appended to `out`.
+pub(crate) fn append_masked(masked: (Cow<'_, str>, u32), out: &mut BytesMut) -> Option<u32> {
+    match masked {
+        (Cow::Borrowed(_), _) => None,
+        (Cow::Owned(masked), n) => {
+            out.extend_from_slice(masked.as_bytes());
+            Some(n)
+        }
     }
 }
 

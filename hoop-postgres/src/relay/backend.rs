@@ -510,20 +510,18 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
     /// Handles the next message in place if it is a DataRow buffered whole: copied to
     /// the client's output, or rewritten there. Returns whether it did.
     fn row_in_place(&mut self) -> Result<bool, PgError> {
-        let is_row = |r: &FrameReader<R>| -> Result<bool, PgError> {
-            Ok(r.peek_buffered()?.and_then(<[u8]>::first) == Some(&tags::DATA_ROW))
-        };
-        if !is_row(&self.reader)? {
-            return Ok(false);
-        }
         let noop = self.masker.is_noop();
         if !noop {
-            // The description of the rows may wait in the expectation channel.
+            // The description of rows may wait in the expectation channel (a no-op
+            // while the queue holds one, as it does through a result).
             self.front();
         }
         let Some(wire) = self.reader.peek_buffered()? else {
             return Ok(false);
         };
+        if wire.first() != Some(&tags::DATA_ROW) {
+            return Ok(false);
+        }
         let len = wire.len();
         self.progress.rows += 1;
         let out = self.writer.queue_mut();
