@@ -12,7 +12,8 @@
 //! on https://127.0.0.1:8443. You will see the paths, the tokens and the psql and curl
 //! lines to try. A bad configuration prints one `config error: <key>: <what>` line and
 //! exits with code 2. SIGTERM / Ctrl-C drain the sessions; SIGHUP reloads certificates,
-//! tokens, policy and masking rules (new sessions get the new rules). Logs go to stderr (`RUST_LOG=debug` for more).
+//! tokens, policy, masking rules and the resources behind each listener (new sessions get
+//! them; running sessions keep what they started with). Logs go to stderr (`RUST_LOG=debug` for more).
 //!
 //! `[runtime] threads` picks the runtime: 0 (default) one worker per CPU, 1 a single
 //! event loop (tokio current-thread), N a multi-thread runtime with N workers.

@@ -1347,8 +1347,198 @@ fn sighup_reloads_masking_rules_for_new_sessions() {
     assert_eq!(gw.stop(), Some(0));
 }
 
-/// `[identity] end_sessions_at_expiry = true`: a psql session opened with a token that
-/// expires a few seconds later is ended by the gateway, and psql says why.
+/// SIGHUP reloads the resources behind a listener: a database added to the file is
+/// reachable by the next connection and one removed is refused; a psql session opened
+/// before keeps its target, and its Ctrl-C (a CancelRequest on a new connection, which
+/// the new adapter serves) still reaches its backend. A listener's own settings wait for
+/// a restart, and a resource that does not build leaves everything as it was.
+#[test]
+fn sighup_reloads_resources_and_keeps_running_sessions() {
+    let pg = PgServer::start(PgOptions {
+        users: vec![("app".into(), "app-secret".into())],
+        databases: vec!["appdb".into(), "otherdb".into()],
+        ..PgOptions::default()
+    });
+    pg.psql(
+        "otherdb",
+        "CREATE TABLE marker (v text); INSERT INTO marker VALUES ('other'); \
+         ALTER TABLE marker OWNER TO app;",
+    );
+    let dir = data_dir_with_alice();
+    let d = dir.path();
+    std::fs::write(d.join("pgpass"), "app-secret\n").unwrap();
+    let base = |bind: &str| {
+        format!(
+            "[data]\ndir = \"{d}\"\n\
+             [[listeners]]\nname = \"pg\"\nprotocol = \"postgres\"\nbind = \"{bind}\"\n\
+             [identity]\nstatic_tokens_file = \"{d}/tokens\"\n[admin]\nenabled = false\n",
+            d = d.display(),
+        )
+    };
+    let resource = |name: &str, ca: &Path| {
+        format!(
+            "[[resources]]\nname = \"{name}\"\nprotocol = \"postgres\"\nlistener = \"pg\"\n\
+             target = \"127.0.0.1:{port}\"\ndatabase = \"{name}\"\nuser = \"app\"\n\
+             password_file = \"{d}/pgpass\"\n\
+             tls = {{ ca_file = \"{ca}\", server_name = \"localhost\" }}\n",
+            d = d.display(),
+            port = pg.port,
+            ca = ca.display(),
+        )
+    };
+    let cfg = d.join("gw.toml");
+    std::fs::write(
+        &cfg,
+        format!("{}{}", base("127.0.0.1:0"), resource("appdb", pg.ca_path())),
+    )
+    .unwrap();
+    let log = d.join("stderr.log");
+    let Some(gw) = GatewayProcess::start(&cfg, &log) else {
+        return;
+    };
+    let conn = |db: &str| {
+        format!(
+            "host=localhost port={} dbname={db} user=alice password={ALICE} sslmode=verify-full sslrootcert={}",
+            gw.addr("pg").port(),
+            d.join("dev-ca.crt").display()
+        )
+    };
+    let out = psql(&conn("otherdb"), "SELECT v FROM marker", true);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no resource named \"otherdb\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A session on appdb, busy when the reload comes.
+    let sleeper = Command::new("psql")
+        .arg(conn("appdb"))
+        .args(["-X", "-A", "-t", "-c", "SELECT pg_sleep(60)"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sleeping = || {
+        pg.psql(
+            "appdb",
+            "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'",
+        )
+        .trim()
+            == "1"
+    };
+    let start = Instant::now();
+    while !sleeping() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "pg_sleep never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // appdb is replaced by otherdb in the file.
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}{}",
+            base("127.0.0.1:0"),
+            resource("otherdb", pg.ca_path())
+        ),
+    )
+    .unwrap();
+    gw.signal("HUP");
+    let text = gw.wait_log("resources reloaded", 1);
+    let line = text
+        .lines()
+        .find(|l| l.contains("resources reloaded"))
+        .unwrap();
+    // The log is coloured: the escapes are dropped before the fields are read.
+    let plain: String = line
+        .split('\x1b')
+        .map(|p| p.split_once('m').map_or(p, |(_, t)| t))
+        .collect();
+    assert!(plain.contains("listener=pg resources=otherdb"), "{plain}");
+    assert!(
+        !text.contains("restarts"),
+        "nothing waits for a restart: {text}"
+    );
+    let out = psql(&conn("otherdb"), "SELECT v FROM marker", true);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "other",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = psql(&conn("appdb"), "SELECT 1", true);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no resource named \"appdb\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The session started before still runs on appdb; psql's Ctrl-C cancels its query.
+    assert!(sleeping());
+    let killed = Command::new("kill")
+        .args(["-INT", &sleeper.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = sleeper.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("canceling statement due to user request"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A new bind address waits for a restart; the resources are still reloaded.
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}{}",
+            base("127.0.0.1:1"),
+            resource("otherdb", pg.ca_path())
+        ),
+    )
+    .unwrap();
+    gw.signal("HUP");
+    let text = gw.wait_log("resources reloaded", 2);
+    assert!(
+        text.contains("listener \"pg\": a new bind address, TLS or limit takes effect when the gateway restarts"),
+        "{text}"
+    );
+
+    // A resource that does not build (its CA file is missing): nothing changes.
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}{}{}",
+            base("127.0.0.1:0"),
+            resource("otherdb", pg.ca_path()),
+            resource("appdb", &d.join("missing-ca.crt"))
+        ),
+    )
+    .unwrap();
+    gw.signal("HUP");
+    let text = gw.wait_log("configuration not reloaded", 1);
+    let line = text
+        .lines()
+        .find(|l| l.contains("configuration not reloaded"))
+        .unwrap();
+    assert!(
+        line.contains("ERROR") && line.contains("resources[1]"),
+        "{line}"
+    );
+    assert_eq!(text.matches("resources reloaded").count(), 2, "{text}");
+    let out = psql(&conn("otherdb"), "SELECT v FROM marker", true);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "other");
+    let out = psql(&conn("appdb"), "SELECT 1", true);
+    assert!(!out.status.success());
+    assert_eq!(gw.stop(), Some(0));
+}
+
+/// `[identity] end_sessions_at_expiry = true` (turned on by a reload): a psql session
+/// opened with a token that expires a few seconds later is ended by the gateway, and psql
+/// says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_end_when_their_token_expires() {
     let pg = tokio::task::spawn_blocking(|| {
@@ -1363,6 +1553,10 @@ async fn sessions_end_when_their_token_expires() {
     let dir = tempfile::tempdir().unwrap();
     let (hook, hook_ca, _hooks) = webhook_server(dir.path()).await;
     let path = write_config(dir.path(), &pg, hook, &hook_ca);
+    let config = config::load(&path).unwrap();
+    assert!(!config.identity.end_sessions_at_expiry);
+    let gw = Gateway::start(config).await.unwrap();
+    // Turned on by a reload, for the sessions that start after it.
     let text = std::fs::read_to_string(&path).unwrap().replace(
         "[identity]\n",
         "[identity]\nend_sessions_at_expiry = true\n",
@@ -1370,7 +1564,7 @@ async fn sessions_end_when_their_token_expires() {
     std::fs::write(&path, text).unwrap();
     let config = config::load(&path).unwrap();
     assert!(config.identity.end_sessions_at_expiry);
-    let gw = Gateway::start(config).await.unwrap();
+    assert_eq!(gw.reload_config(&config).unwrap(), Vec::<String>::new());
     let port = gw.listener_addr("pg").unwrap().port();
     let ca = dir.path().join("data/dev-ca.crt");
 

@@ -69,6 +69,24 @@ impl PostgresAdapter {
     pub fn cancel_registry(&self) -> &CancelRegistry {
         &self.cancels
     }
+
+    /// Shares `registry` for cancel keys, so that an adapter replacing another one
+    /// while its sessions run (new targets from a reloaded configuration) still routes
+    /// their `CancelRequest`s: a client sends its cancel on a new connection, which the
+    /// replacement serves.
+    ///
+    /// ```
+    /// use hoop_postgres::{PostgresAdapter, PostgresOptions};
+    ///
+    /// let old = PostgresAdapter::new(PostgresOptions::default());
+    /// let new = PostgresAdapter::new(PostgresOptions::default())
+    ///     .with_cancel_registry(old.cancel_registry().clone());
+    /// assert!(new.cancel_registry().is_empty());
+    /// ```
+    pub fn with_cancel_registry(mut self, registry: CancelRegistry) -> Self {
+        self.cancels = registry;
+        self
+    }
 }
 
 #[async_trait]

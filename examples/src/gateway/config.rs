@@ -69,8 +69,8 @@ pub struct Config {
     /// `[runtime]`: the async runtime the gateway runs on.
     #[serde(default)]
     pub runtime: RuntimeSection,
-    /// The file this configuration was read from (SIGHUP re-reads its policy and
-    /// masking rules).
+    /// The file this configuration was read from (SIGHUP re-reads its policy, masking
+    /// rules, resources and session settings).
     #[serde(skip)]
     pub source: Option<PathBuf>,
 }
@@ -126,7 +126,7 @@ impl RuntimeSection {
 }
 
 /// `tls` of a listener or of the admin API.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ServerTlsSection {
     /// Certificate chain PEM (leaf first).
@@ -138,7 +138,7 @@ pub struct ServerTlsSection {
 }
 
 /// One `[[listeners]]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerSection {
     /// Unique name, referenced by resources.
@@ -242,7 +242,7 @@ pub struct IdentitySection {
     /// static token's expiry, a client certificate's `notAfter`); the user is told why
     /// (psql: `FATAL 57P01 ... credential expired`) and the recording says so. Credentials
     /// without an expiry are not affected. Default false: a session lives as long as its
-    /// connection. Read at start (a SIGHUP does not change it).
+    /// connection. A SIGHUP changes it for the sessions that start after it.
     #[serde(default)]
     pub end_sessions_at_expiry: bool,
 }

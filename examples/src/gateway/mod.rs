@@ -73,6 +73,25 @@ pub struct Gateway {
     tokens: Arc<reload::SwappableTokens>,
     tokens_file: Option<PathBuf>,
     source: Option<PathBuf>,
+    listeners: Vec<ServedListener>,
+}
+
+/// What [`Gateway::adapters_of`] builds: each staying listener with its new adapter and
+/// the names of its resources; what only a restart changes; warnings.
+type Rebuilt<'g> = (
+    Vec<(&'g ServedListener, Arc<dyn hoop_core::Adapter>, Vec<String>)>,
+    Vec<String>,
+    Vec<String>,
+);
+
+/// A listener as started, with the adapter a reload replaces.
+struct ServedListener {
+    /// Its section as the gateway started with it (bind address, protocol and TLS
+    /// change only with a restart).
+    section: config::ListenerSection,
+    adapter: Arc<reload::SwappableAdapter>,
+    /// The cancel keys of a postgres listener, shared by its successive adapters.
+    cancels: Option<hoop_postgres::cancel::CancelRegistry>,
 }
 
 /// What a started gateway tells its operator.
@@ -191,15 +210,85 @@ impl Gateway {
         }
     }
 
-    /// Replaces the policy and the masking rules with those of `config`, both or
-    /// neither: when either does not build, nothing changes and the error is returned.
-    pub fn reload_config(&self, config: &Config) -> Result<(), ConfigError> {
+    /// Replaces the policy, the masking rules, the resources behind each listener and
+    /// the session settings (`identity.end_sessions_at_expiry`,
+    /// `approvals.hold_seconds`) with those of `config`, all or nothing: when any part
+    /// does not build, nothing changes and the error is returned.
+    ///
+    /// New connections are served with the new resources; sessions already running keep
+    /// their target, their masking rules and their settings to their end, and a
+    /// PostgreSQL cancel for them is still routed. A listener's own settings (bind
+    /// address, protocol, TLS, limits) and listeners added or removed take effect at the
+    /// next restart: each such difference is returned, and logged.
+    pub fn reload_config(&self, config: &Config) -> Result<Vec<String>, GatewayError> {
+        config.check()?;
         let (policy, policy_text) = policy_of(config)?;
         let (masker, masking_text) = setup::masker_of(config, &self.metrics)?;
+        let (adapters, later, warnings) = self.adapters_of(config)?;
         self.policy.replace(policy);
         info!(policy = %policy_text, "policy reloaded");
         self.install_masker(masker, &masking_text, config.masking.is_some());
-        Ok(())
+        let end_at_expiry = config.identity.end_sessions_at_expiry;
+        let hold = Duration::from_secs(config.approvals.hold_seconds.unwrap_or(300));
+        self.services.update(|s| {
+            s.end_at_credential_expiry = end_at_expiry;
+            s.approval_hold = hold;
+        });
+        for (served, adapter, resources) in adapters {
+            served.adapter.replace(adapter);
+            info!(listener = %served.section.name, resources = %resources.join(", "), "resources reloaded");
+        }
+        for w in warnings.iter().chain(&later) {
+            warn!("{w}");
+        }
+        Ok(later)
+    }
+
+    /// New adapters for the listeners that stay (with the names of their resources),
+    /// what only a restart changes, and warnings about the new resources (plaintext
+    /// targets, missing secrets).
+    fn adapters_of(&self, config: &Config) -> Result<Rebuilt<'_>, GatewayError> {
+        let listeners = setup::listeners_of(config);
+        let mut scratch = GatewayInfo::default();
+        let (mut built, mut later) = (Vec::new(), Vec::new());
+        for served in &self.listeners {
+            let name = &served.section.name;
+            let Some((i, l)) = listeners.iter().enumerate().find(|(_, l)| &l.name == name) else {
+                later.push(format!(
+                    "listener {name:?} is no longer configured: it serves its resources as they were until the gateway restarts"
+                ));
+                continue;
+            };
+            if l.protocol != served.section.protocol {
+                later.push(format!(
+                    "listener {name:?} changes protocol ({} to {}): it serves its resources as they were until the gateway restarts",
+                    served.section.protocol, l.protocol
+                ));
+                continue;
+            }
+            if l != &served.section {
+                later.push(format!(
+                    "listener {name:?}: a new bind address, TLS or limit takes effect when the gateway restarts"
+                ));
+            }
+            let a = setup::adapter_of(config, i, l, &mut scratch, served.cancels.as_ref())?;
+            let resources = config
+                .resources
+                .iter()
+                .filter(|r| &r.listener == name)
+                .map(|r| r.name.clone())
+                .collect();
+            built.push((served, a.adapter, resources));
+        }
+        for l in &listeners {
+            if !self.listeners.iter().any(|s| s.section.name == l.name) {
+                later.push(format!(
+                    "listener {:?} is new: it starts when the gateway restarts",
+                    l.name
+                ));
+            }
+        }
+        Ok((built, later, scratch.warnings))
     }
 
     /// Re-reads the static token file (`identity.static_tokens_file`): added tokens work
@@ -219,9 +308,10 @@ impl Gateway {
     }
 
     /// SIGHUP: reloads the certificates, the static tokens and, when the gateway was
-    /// started from a file, the policy and the masking rules of that file
-    /// ([`reload_config`](Self::reload_config)). A file that does not load (a broken
-    /// policy or masking section among others) changes neither, and the error is logged.
+    /// started from a file, the policy, masking rules, resources and session settings of
+    /// that file ([`reload_config`](Self::reload_config)). A file that does not load (a
+    /// broken policy, masking or resource section among others) changes none of them,
+    /// and the error is logged.
     pub fn reload(&self) {
         let failed = self.reload_certificates();
         if failed.is_empty() {
@@ -231,11 +321,13 @@ impl Gateway {
             warn!("static tokens not reloaded: {e}");
         }
         if let Some(path) = &self.source {
-            let result = config::load(path).and_then(|c| self.reload_config(&c));
+            let result = config::load(path)
+                .map_err(GatewayError::from)
+                .and_then(|c| self.reload_config(&c));
             if let Err(e) = result {
                 error!(
                     file = %path.display(),
-                    "configuration not reloaded, the current policy and masking rules stay in force: {e}"
+                    "configuration not reloaded, the current policy, masking rules and resources stay in force: {e}"
                 );
             }
         }
@@ -282,8 +374,8 @@ fn policy_of(config: &Config) -> Result<(Arc<dyn hoop_core::Policy>, String), Co
 }
 
 /// Runs a gateway until `shutdown` completes or SIGTERM / SIGINT arrives, then drains
-/// gracefully ([`DRAIN_DEADLINE`]). SIGHUP reloads certificates, tokens, policy and masking rules
-/// ([`Gateway::reload`]). Prints the banner.
+/// gracefully ([`DRAIN_DEADLINE`]). SIGHUP reloads certificates, tokens, policy, masking
+/// rules and resources ([`Gateway::reload`]). Prints the banner.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
@@ -351,7 +443,7 @@ async fn wait_for_stop(gw: &Gateway, signals: StopSignals, shutdown: impl Future
             _ = term.recv() => { info!("SIGTERM received"); return }
             _ = int.recv() => { info!("SIGINT received"); return }
             _ = hup.recv() => {
-                info!("SIGHUP received: reloading certificates, tokens, policy and masking");
+                info!("SIGHUP received: reloading certificates, tokens, policy, masking and resources");
                 gw.reload();
             }
         }

@@ -1,5 +1,5 @@
-//! Parts the gateway can swap while it runs (SIGHUP): the policy, the static tokens and
-//! the masking rules.
+//! Parts the gateway can swap while it runs (SIGHUP): the policy, the static tokens, the
+//! masking rules and the resources behind each listener.
 
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -121,10 +121,65 @@ impl SessionServices {
 
     /// Replaces the masker for the sessions that start from now on.
     pub fn replace_masker(&self, masker: Arc<dyn Masker>) {
+        self.update(|s| s.masker = masker);
+    }
+
+    /// Changes the snapshot for the sessions that start from now on.
+    pub fn update(&self, change: impl FnOnce(&mut Services)) {
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
         let mut next = Services::clone(&current);
-        next.masker = masker;
+        change(&mut next);
         *current = Arc::new(next);
+    }
+}
+
+/// The adapter behind a listener, replaceable while the gateway runs: a SIGHUP that
+/// changes the listener's resources builds a new adapter, and each connection accepted
+/// from then on is served by it. Connections already open keep the adapter they started
+/// with (a PostgreSQL session keeps its target; an HTTP client connection keeps its
+/// routes until it closes).
+pub struct SwappableAdapter {
+    protocol: &'static str,
+    current: RwLock<Arc<dyn Adapter>>,
+}
+
+impl SwappableAdapter {
+    /// Starts with `adapter`.
+    pub fn new(adapter: Arc<dyn Adapter>) -> Self {
+        SwappableAdapter {
+            protocol: adapter.protocol(),
+            current: RwLock::new(adapter),
+        }
+    }
+
+    /// Replaces the adapter for the connections accepted from now on. `false` (and no
+    /// change) when `adapter` speaks another protocol than the listener.
+    pub fn replace(&self, adapter: Arc<dyn Adapter>) -> bool {
+        if adapter.protocol() != self.protocol {
+            return false;
+        }
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = adapter;
+        true
+    }
+
+    /// The adapter in force.
+    pub fn current(&self) -> Arc<dyn Adapter> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[async_trait]
+impl Adapter for SwappableAdapter {
+    fn protocol(&self) -> &'static str {
+        self.protocol
+    }
+
+    async fn serve(&self, conn: ClientConn, ctx: SessionCtx) -> hoop_core::error::Result<()> {
+        let adapter = self.current();
+        adapter.serve(conn, ctx).await
     }
 }
 
@@ -161,6 +216,33 @@ mod tests {
     use hoop_core::masking::{Field, NoMasking, RuleMasker, Strategy};
 
     use super::*;
+
+    /// An adapter that only names its protocol.
+    struct Named(&'static str);
+
+    #[async_trait]
+    impl Adapter for Named {
+        fn protocol(&self) -> &'static str {
+            self.0
+        }
+
+        async fn serve(&self, _: ClientConn, _: SessionCtx) -> hoop_core::error::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_listener_keeps_its_protocol_across_replacements() {
+        let first: Arc<dyn Adapter> = Arc::new(Named("postgres"));
+        let swap = SwappableAdapter::new(first.clone());
+        assert!(Arc::ptr_eq(&swap.current(), &first));
+        let second: Arc<dyn Adapter> = Arc::new(Named("postgres"));
+        assert!(swap.replace(second.clone()));
+        assert!(Arc::ptr_eq(&swap.current(), &second));
+        assert!(!swap.replace(Arc::new(Named("http"))));
+        assert!(Arc::ptr_eq(&swap.current(), &second));
+        assert_eq!(swap.protocol(), "postgres");
+    }
 
     #[test]
     fn a_snapshot_keeps_its_masker_after_a_replace() {

@@ -24,6 +24,7 @@ use hoop_core::tls::{
 };
 use hoop_core::{ActionClass, Adapter, Policy, Resource, Services};
 use hoop_http::{HttpAdapter, HttpOptions, HttpTarget, UpstreamCredential};
+use hoop_postgres::cancel::CancelRegistry;
 use hoop_postgres::{PostgresAdapter, PostgresOptions, PostgresTarget, Secret};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -33,10 +34,12 @@ use super::config::{
 };
 use super::devpki::{self, DevPki};
 use super::metrics::{CountingAdapter, CountingMasker, CountingPolicy, Metrics, ObservingRecorder};
-use super::reload::{SessionServices, SnapshotAdapter, SwappablePolicy, SwappableTokens};
+use super::reload::{
+    SessionServices, SnapshotAdapter, SwappableAdapter, SwappablePolicy, SwappableTokens,
+};
 use super::{
     DEFAULT_ADMIN_BIND, DEFAULT_LISTENER, DEFAULT_POSTGRES_BIND, Gateway, GatewayError,
-    GatewayInfo, admin,
+    GatewayInfo, ServedListener, admin,
 };
 
 fn start_err(what: impl std::fmt::Display) -> GatewayError {
@@ -282,92 +285,23 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
     services.end_at_credential_expiry = config.identity.end_sessions_at_expiry;
 
     // Listeners and their adapters.
-    let listeners: Vec<ListenerSection> = if config.listeners.is_empty() {
-        vec![ListenerSection {
-            name: DEFAULT_LISTENER.to_owned(),
-            protocol: "postgres".to_owned(),
-            bind: DEFAULT_POSTGRES_BIND.to_owned(),
-            tls: None,
-            max_connections: None,
-            idle_timeout: None,
-        }]
-    } else {
-        config.listeners.clone()
-    };
+    let listeners = listeners_of(&config);
     let services = Arc::new(services);
     let session_services = Arc::new(SessionServices::new(services.clone()));
     let mut builder = Server::builder().services(services);
     let mut tls_endpoints = Vec::new();
     let mut listed = Vec::new();
+    let mut served = Vec::new();
     for (i, l) in listeners.iter().enumerate() {
         let key = format!("listeners[{i}]");
-        let resources: Vec<(usize, &ResourceSection)> = config
-            .resources
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.listener == l.name)
-            .collect();
-        let adapter: Arc<dyn Adapter> = match l.protocol.as_str() {
-            "postgres" => {
-                let mut a = PostgresAdapter::new(PostgresOptions::default());
-                for (j, r) in &resources {
-                    a = a.with_target(postgres_target(*j, r, &mut info)?);
-                }
-                Arc::new(a)
-            }
-            "http" => {
-                let Some((j, r)) = resources.first() else {
-                    return Err(ConfigError::new(
-                        format!("{key}.name"),
-                        "an http listener needs one resource",
-                    )
-                    .into());
-                };
-                if resources.len() == 1 && r.hosts.is_none() {
-                    Arc::new(HttpAdapter::new(
-                        http_target(*j, r, &mut info)?,
-                        HttpOptions::default(),
-                    ))
-                } else {
-                    // Several resources behind one listener: the request's Host chooses.
-                    let mut routes = Vec::with_capacity(resources.len());
-                    for (j, r) in &resources {
-                        let Some(hosts) = r.hosts.clone() else {
-                            return Err(ConfigError::new(
-                                format!("resources[{j}].hosts"),
-                                format!(
-                                    "required: listener {:?} serves {} resources, told apart by host name",
-                                    l.name,
-                                    resources.len()
-                                ),
-                            )
-                            .into());
-                        };
-                        routes.push((hosts, http_target(*j, r, &mut info)?));
-                    }
-                    Arc::new(
-                        HttpAdapter::by_host(routes, HttpOptions::default()).map_err(|e| {
-                            ConfigError::new(format!("{key}.name"), http_config_message(e))
-                        })?,
-                    )
-                }
-            }
-            _ => {
-                let Some((j, r)) = resources.first() else {
-                    return Err(ConfigError::new(
-                        format!("{key}.name"),
-                        "a tcp listener needs one resource",
-                    )
-                    .into());
-                };
-                let (addr, security) = upstream_of(*j, r, &mut info)?;
-                Arc::new(TcpAdapter::new(TcpAdapterConfig::new(
-                    resource_of(r),
-                    addr,
-                    security,
-                )))
-            }
-        };
+        let resources = resources_of(&config, &l.name);
+        let built = adapter_of(&config, i, l, &mut info, None)?;
+        let adapter = Arc::new(SwappableAdapter::new(built.adapter));
+        served.push(ServedListener {
+            section: l.clone(),
+            adapter: adapter.clone(),
+            cancels: built.cancels,
+        });
         let alpn = match l.protocol.as_str() {
             "postgres" => vec![b"postgresql".to_vec()],
             "http" => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
@@ -509,6 +443,126 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
         tokens,
         tokens_file: Some(tokens_file),
         source: config.source.clone(),
+        listeners: served,
+    })
+}
+
+/// The listeners of `config`: its `[[listeners]]`, or one postgres listener on
+/// [`DEFAULT_POSTGRES_BIND`] when it has none.
+pub(crate) fn listeners_of(config: &Config) -> Vec<ListenerSection> {
+    if config.listeners.is_empty() {
+        vec![ListenerSection {
+            name: DEFAULT_LISTENER.to_owned(),
+            protocol: "postgres".to_owned(),
+            bind: DEFAULT_POSTGRES_BIND.to_owned(),
+            tls: None,
+            max_connections: None,
+            idle_timeout: None,
+        }]
+    } else {
+        config.listeners.clone()
+    }
+}
+
+/// The resources of `config` that listener `name` serves, with their indexes.
+fn resources_of<'c>(config: &'c Config, name: &str) -> Vec<(usize, &'c ResourceSection)> {
+    config
+        .resources
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.listener == name)
+        .collect()
+}
+
+/// A listener's adapter and, for postgres, the cancel keys it issues.
+pub(crate) struct BuiltAdapter {
+    pub adapter: Arc<dyn Adapter>,
+    pub cancels: Option<CancelRegistry>,
+}
+
+/// Builds the adapter of listener `l` (number `i` of [`listeners_of`]) for the resources
+/// of `config` that name it. `cancels`: the cancel keys of the postgres adapter this one
+/// replaces (a reload), so that sessions started before still get their cancels routed.
+pub(crate) fn adapter_of(
+    config: &Config,
+    i: usize,
+    l: &ListenerSection,
+    info: &mut GatewayInfo,
+    cancels: Option<&CancelRegistry>,
+) -> Result<BuiltAdapter, GatewayError> {
+    let key = format!("listeners[{i}]");
+    let resources = resources_of(config, &l.name);
+    let adapter: Arc<dyn Adapter> = match l.protocol.as_str() {
+        "postgres" => {
+            let mut a = PostgresAdapter::new(PostgresOptions::default());
+            if let Some(c) = cancels {
+                a = a.with_cancel_registry(c.clone());
+            }
+            for (j, r) in &resources {
+                a = a.with_target(postgres_target(*j, r, info)?);
+            }
+            let cancels = a.cancel_registry().clone();
+            return Ok(BuiltAdapter {
+                adapter: Arc::new(a),
+                cancels: Some(cancels),
+            });
+        }
+        "http" => {
+            let Some((j, r)) = resources.first() else {
+                return Err(ConfigError::new(
+                    format!("{key}.name"),
+                    "an http listener needs one resource",
+                )
+                .into());
+            };
+            if resources.len() == 1 && r.hosts.is_none() {
+                Arc::new(HttpAdapter::new(
+                    http_target(*j, r, info)?,
+                    HttpOptions::default(),
+                ))
+            } else {
+                // Several resources behind one listener: the request's Host chooses.
+                let mut routes = Vec::with_capacity(resources.len());
+                for (j, r) in &resources {
+                    let Some(hosts) = r.hosts.clone() else {
+                        return Err(ConfigError::new(
+                            format!("resources[{j}].hosts"),
+                            format!(
+                                "required: listener {:?} serves {} resources, told apart by host name",
+                                l.name,
+                                resources.len()
+                            ),
+                        )
+                        .into());
+                    };
+                    routes.push((hosts, http_target(*j, r, info)?));
+                }
+                Arc::new(
+                    HttpAdapter::by_host(routes, HttpOptions::default()).map_err(|e| {
+                        ConfigError::new(format!("{key}.name"), http_config_message(e))
+                    })?,
+                )
+            }
+        }
+        _ => {
+            let Some((j, r)) = resources.first() else {
+                return Err(ConfigError::new(
+                    format!("{key}.name"),
+                    "a tcp listener needs one resource",
+                )
+                .into());
+            };
+            let (addr, security) = upstream_of(*j, r, info)?;
+            Arc::new(TcpAdapter::new(TcpAdapterConfig::new(
+                resource_of(r),
+                addr,
+                security,
+            )))
+        }
+    };
+    Ok(BuiltAdapter {
+        adapter,
+        cancels: None,
     })
 }
 
