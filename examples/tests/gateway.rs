@@ -1082,7 +1082,8 @@ fn curl_host(
 
 /// Two http resources behind one listener of the compiled gateway, told apart by Host:
 /// each host reaches its own resource (nginx echoes the credential that resource
-/// injects), an unknown host gets 404 before authentication.
+/// injects), an unknown host gets 404 before authentication; a SIGHUP that changes one
+/// resource's credential applies to the next connection.
 #[test]
 fn http_listener_routes_two_resources_by_host() {
     let nginx = hoop_testkit::nginx::NginxServer::start(hoop_testkit::nginx::NginxOptions {
@@ -1113,7 +1114,7 @@ fn http_listener_routes_two_resources_by_host() {
         ca = nginx.ca_path().display(),
     );
     let cfg = d.join("gw.toml");
-    std::fs::write(&cfg, text).unwrap();
+    std::fs::write(&cfg, &text).unwrap();
     let Some(gw) = GatewayProcess::start(&cfg, &d.join("stderr.log")) else {
         return;
     };
@@ -1138,6 +1139,29 @@ fn http_listener_routes_two_resources_by_host() {
     let (code, body) = curl_host(&ca, "localhost", port, None, None, false);
     assert_eq!(code, 401, "{body}");
     assert!(!body.contains("secret-of"), "{body}");
+
+    // SIGHUP with api-b's credential changed (another secret, in a named header): the
+    // next connection gets it, api-a is unchanged.
+    std::fs::write(d.join("key-c"), "secret-of-c\n").unwrap();
+    let text = text.replace(
+        &format!("password_file = \"{d}/key-b\"\n", d = d.display()),
+        &format!(
+            "password_file = \"{d}/key-c\"\ncredential_header = \"X-Upstream-Key\"\n",
+            d = d.display()
+        ),
+    );
+    assert!(text.contains("key-c"));
+    std::fs::write(&cfg, text).unwrap();
+    gw.signal("HUP");
+    gw.wait_log("resources reloaded", 1);
+    for http2 in [false, true] {
+        let (code, body) = curl_host(&ca, "127.0.0.1", port, None, Some(ALICE), http2);
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body.trim(), "key=secret-of-c auth=", "http2={http2}");
+        let (code, body) = curl_host(&ca, "localhost", port, None, Some(ALICE), http2);
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body.trim(), "key=secret-of-a auth=", "http2={http2}");
+    }
 
     assert_eq!(gw.stop(), Some(0));
     let log = std::fs::read_to_string(d.join("stderr.log")).unwrap();
