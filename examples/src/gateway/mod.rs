@@ -228,12 +228,7 @@ impl Gateway {
         self.policy.replace(policy);
         info!(policy = %policy_text, "policy reloaded");
         self.install_masker(masker, &masking_text, config.masking.is_some());
-        let end_at_expiry = config.identity.end_sessions_at_expiry;
-        let hold = Duration::from_secs(config.approvals.hold_seconds.unwrap_or(300));
-        self.services.update(|s| {
-            s.end_at_credential_expiry = end_at_expiry;
-            s.approval_hold = hold;
-        });
+        self.services.update(|s| setup::session_settings(config, s));
         for (served, adapter, resources) in adapters {
             served.adapter.replace(adapter);
             info!(listener = %served.section.name, resources = %resources.join(", "), "resources reloaded");
@@ -272,11 +267,9 @@ impl Gateway {
                 ));
             }
             let a = setup::adapter_of(config, i, l, &mut scratch, served.cancels.as_ref())?;
-            let resources = config
-                .resources
-                .iter()
-                .filter(|r| &r.listener == name)
-                .map(|r| r.name.clone())
+            let resources = setup::resources_of(config, name)
+                .into_iter()
+                .map(|(_, r)| r.name.clone())
                 .collect();
             built.push((served, a.adapter, resources));
         }

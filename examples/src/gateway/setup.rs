@@ -281,8 +281,7 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
     services.masker = masker;
     services.recorder = Arc::new(ObservingRecorder::new(Arc::new(recorder), metrics.clone()));
     services.approvals = Arc::new(gate.clone());
-    services.approval_hold = Duration::from_secs(ap.hold_seconds.unwrap_or(300));
-    services.end_at_credential_expiry = config.identity.end_sessions_at_expiry;
+    session_settings(&config, &mut services);
 
     // Listeners and their adapters.
     let listeners = listeners_of(&config);
@@ -464,8 +463,19 @@ pub(crate) fn listeners_of(config: &Config) -> Vec<ListenerSection> {
     }
 }
 
+/// The settings of `config` that each session takes when it starts (a reload changes
+/// them for the sessions that start after it): how long a statement is held for review,
+/// and whether a session ends when its credential expires.
+pub(crate) fn session_settings(config: &Config, services: &mut Services) {
+    services.approval_hold = Duration::from_secs(config.approvals.hold_seconds.unwrap_or(300));
+    services.end_at_credential_expiry = config.identity.end_sessions_at_expiry;
+}
+
 /// The resources of `config` that listener `name` serves, with their indexes.
-fn resources_of<'c>(config: &'c Config, name: &str) -> Vec<(usize, &'c ResourceSection)> {
+pub(crate) fn resources_of<'c>(
+    config: &'c Config,
+    name: &str,
+) -> Vec<(usize, &'c ResourceSection)> {
     config
         .resources
         .iter()
