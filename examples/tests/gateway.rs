@@ -1121,14 +1121,16 @@ fn http_listener_routes_two_resources_by_host() {
     let port = gw.addr("web").port();
     let ca = d.join("dev-ca.crt");
 
-    for http2 in [false, true] {
-        let (code, body) = curl_host(&ca, "localhost", port, None, Some(ALICE), http2);
-        assert_eq!(code, 200, "{body}");
-        assert_eq!(body.trim(), "key=secret-of-a auth=", "http2={http2}");
-        let (code, body) = curl_host(&ca, "127.0.0.1", port, None, Some(ALICE), http2);
-        assert_eq!(code, 200, "{body}");
-        assert_eq!(body.trim(), "key= auth=Bearer secret-of-b", "http2={http2}");
-    }
+    // What nginx echoes for a host: the credential its resource injected.
+    let echoed = |host: &str, want: &str| {
+        for http2 in [false, true] {
+            let (code, body) = curl_host(&ca, host, port, None, Some(ALICE), http2);
+            assert_eq!(code, 200, "{body}");
+            assert_eq!(body.trim(), want, "{host} http2={http2}");
+        }
+    };
+    echoed("localhost", "key=secret-of-a auth=");
+    echoed("127.0.0.1", "key= auth=Bearer secret-of-b");
     // Another host: 404 whether or not the caller is authenticated.
     for token in [None, Some(ALICE)] {
         let (code, body) = curl_host(&ca, "localhost", port, Some("other.example"), token, false);
@@ -1152,16 +1154,13 @@ fn http_listener_routes_two_resources_by_host() {
     );
     assert!(text.contains("key-c"));
     std::fs::write(&cfg, text).unwrap();
-    gw.signal("HUP");
-    gw.wait_log("resources reloaded", 1);
-    for http2 in [false, true] {
-        let (code, body) = curl_host(&ca, "127.0.0.1", port, None, Some(ALICE), http2);
-        assert_eq!(code, 200, "{body}");
-        assert_eq!(body.trim(), "key=secret-of-c auth=", "http2={http2}");
-        let (code, body) = curl_host(&ca, "localhost", port, None, Some(ALICE), http2);
-        assert_eq!(code, 200, "{body}");
-        assert_eq!(body.trim(), "key=secret-of-a auth=", "http2={http2}");
-    }
+    let (_, line) = gw.reload("resources reloaded", 1);
+    assert!(
+        line.contains("listener=web resources=api-a, api-b"),
+        "{line}"
+    );
+    echoed("127.0.0.1", "key=secret-of-c auth=");
+    echoed("localhost", "key=secret-of-a auth=");
 
     assert_eq!(gw.stop(), Some(0));
     let log = std::fs::read_to_string(d.join("stderr.log")).unwrap();
@@ -1354,12 +1353,7 @@ fn sighup_reloads_masking_rules_for_new_sessions() {
         format!("{base}[[masking.detectors]]\ndetector = \"emial\"\n"),
     )
     .unwrap();
-    gw.signal("HUP");
-    let text = gw.wait_log("configuration not reloaded", 1);
-    let line = text
-        .lines()
-        .find(|l| l.contains("configuration not reloaded"))
-        .unwrap();
+    let (text, line) = gw.reload("configuration not reloaded", 1);
     assert!(
         line.contains("ERROR") && line.contains("masking.detectors"),
         "{line}"
@@ -1411,11 +1405,10 @@ fn sighup_reloads_resources_and_keeps_running_sessions() {
         )
     };
     let cfg = d.join("gw.toml");
-    std::fs::write(
-        &cfg,
-        format!("{}{}", base("127.0.0.1:0"), resource("appdb", pg.ca_path())),
-    )
-    .unwrap();
+    let write_cfg = |bind: &str, resources: &str| {
+        std::fs::write(&cfg, format!("{}{resources}", base(bind))).unwrap();
+    };
+    write_cfg("127.0.0.1:0", &resource("appdb", pg.ca_path()));
     let log = d.join("stderr.log");
     let Some(gw) = GatewayProcess::start(&cfg, &log) else {
         return;
@@ -1461,27 +1454,9 @@ fn sighup_reloads_resources_and_keeps_running_sessions() {
     }
 
     // appdb is replaced by otherdb in the file.
-    std::fs::write(
-        &cfg,
-        format!(
-            "{}{}",
-            base("127.0.0.1:0"),
-            resource("otherdb", pg.ca_path())
-        ),
-    )
-    .unwrap();
-    gw.signal("HUP");
-    let text = gw.wait_log("resources reloaded", 1);
-    let line = text
-        .lines()
-        .find(|l| l.contains("resources reloaded"))
-        .unwrap();
-    // The log is coloured: the escapes are dropped before the fields are read.
-    let plain: String = line
-        .split('\x1b')
-        .map(|p| p.split_once('m').map_or(p, |(_, t)| t))
-        .collect();
-    assert!(plain.contains("listener=pg resources=otherdb"), "{plain}");
+    write_cfg("127.0.0.1:0", &resource("otherdb", pg.ca_path()));
+    let (text, line) = gw.reload("resources reloaded", 1);
+    assert!(line.contains("listener=pg resources=otherdb"), "{line}");
     assert!(
         !text.contains("restarts"),
         "nothing waits for a restart: {text}"
@@ -1515,39 +1490,19 @@ fn sighup_reloads_resources_and_keeps_running_sessions() {
     );
 
     // A new bind address waits for a restart; the resources are still reloaded.
-    std::fs::write(
-        &cfg,
-        format!(
-            "{}{}",
-            base("127.0.0.1:1"),
-            resource("otherdb", pg.ca_path())
-        ),
-    )
-    .unwrap();
-    gw.signal("HUP");
-    let text = gw.wait_log("resources reloaded", 2);
+    write_cfg("127.0.0.1:1", &resource("otherdb", pg.ca_path()));
+    let (text, _) = gw.reload("resources reloaded", 2);
     assert!(
         text.contains("listener \"pg\": a new bind address, TLS or limit takes effect when the gateway restarts"),
         "{text}"
     );
 
     // A resource that does not build (its CA file is missing): nothing changes.
-    std::fs::write(
-        &cfg,
-        format!(
-            "{}{}{}",
-            base("127.0.0.1:0"),
-            resource("otherdb", pg.ca_path()),
-            resource("appdb", &d.join("missing-ca.crt"))
-        ),
-    )
-    .unwrap();
-    gw.signal("HUP");
-    let text = gw.wait_log("configuration not reloaded", 1);
-    let line = text
-        .lines()
-        .find(|l| l.contains("configuration not reloaded"))
-        .unwrap();
+    write_cfg(
+        "127.0.0.1:0",
+        &(resource("otherdb", pg.ca_path()) + &resource("appdb", &d.join("missing-ca.crt"))),
+    );
+    let (text, line) = gw.reload("configuration not reloaded", 1);
     assert!(
         line.contains("ERROR") && line.contains("resources[1]"),
         "{line}"

@@ -129,6 +129,25 @@ impl GatewayProcess {
         }
     }
 
+    /// Sends SIGHUP and waits until the log has `count` lines containing `what`; returns
+    /// the log and the last such line, without its colour escapes.
+    pub fn reload(&self, what: &str, count: usize) -> (String, String) {
+        self.signal("HUP");
+        let text = self.wait_log(what, count);
+        let line = text.lines().rfind(|l| l.contains(what));
+        // `ESC [ ... m` sequences: drop each up to its `m`.
+        let plain = line
+            .unwrap_or_default()
+            .split('\x1b')
+            .enumerate()
+            .map(|(i, p)| match p.split_once('m') {
+                Some((_, rest)) if i > 0 => rest,
+                _ => p,
+            })
+            .collect();
+        (text, plain)
+    }
+
     /// SIGTERM, then the exit code.
     pub fn stop(mut self) -> Option<i32> {
         self.signal("TERM");
