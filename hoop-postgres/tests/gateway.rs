@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use common::{ALICE, BOB, Gateway, Setup, connect, try_connect};
@@ -631,6 +632,98 @@ async fn notifications_pass_through() {
         .unwrap()
         .unwrap();
     assert_eq!(payload, "hello");
+}
+
+/// psql's `\lo_import` writes a large object with FunctionCall messages (libpq's
+/// `PQfn`): a call by function OID whose effect cannot be classified, so it is class
+/// `unknown`. Without a rule for it the call is denied with 42501, psql rolls back, and
+/// the session goes on; with a rule allowing `unknown` the import works and the object
+/// reads back intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_calls_are_class_unknown() {
+    use hoop_core::ActionClass;
+    use hoop_core::policy::{ActionMatch, Rule, RulePolicy};
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("blob.txt");
+    std::fs::write(&file, "large object through the gateway").unwrap();
+    let script = format!(
+        "\\lo_import {}\nselect convert_from(lo_get(:LASTOID), 'UTF8');\nselect 41 + 1;\n",
+        file.display()
+    );
+    let run = |gw: std::sync::Arc<Gateway>, script: String| {
+        blocking(move || {
+            use std::io::Write as _;
+            let mut child = Command::new("psql")
+                .arg(gw.conn_string(BOB))
+                .args(["-X", "-A", "-t"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(script.as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
+        })
+    };
+
+    // The default test policy has no rule for `unknown`: denied, and the session goes on.
+    let gw = std::sync::Arc::new(Gateway::start(Setup::default()).await);
+    let out = run(gw.clone(), script.clone()).await;
+    let err = stderr(&out);
+    assert!(
+        err.contains("hoop: statement refused: no rule matched"),
+        "the policy's reason reaches psql: {err}"
+    );
+    assert!(!stdout(&out).contains("large object"), "{}", stdout(&out));
+    assert!(stdout(&out).trim_end().ends_with("42"), "{}", stdout(&out));
+    // Recorded with the function's OID and argument count, never the arguments.
+    let text = gw.wait_recorded(&["FunctionCall oid="]).await;
+    let line = text
+        .lines()
+        .find(|l| l.contains("FunctionCall oid="))
+        .unwrap();
+    assert!(line.contains("argument"), "{line}");
+    assert!(line.contains("\"class\":\"unknown\""), "{line}");
+    assert!(line.contains("\"decision\":\"deny\""), "{line}");
+
+    // A policy that allows `unknown`: the import runs and reads back.
+    let mut rules = common::policy().rules().to_vec();
+    rules.push(Rule::allow("function-calls").actions(ActionMatch::class(ActionClass::Unknown)));
+    let gw = std::sync::Arc::new(
+        Gateway::start(Setup {
+            policy: Some(RulePolicy::new(rules)),
+            ..Setup::default()
+        })
+        .await,
+    );
+    let out = run(gw.clone(), script).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    assert!(
+        lines.first().is_some_and(|l| l.starts_with("lo_import ")),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.get(1..),
+        Some(
+            &[
+                "large object through the gateway".to_owned(),
+                "42".to_owned()
+            ][..]
+        )
+    );
+    // lowrite's argument is the file's content: it is not in the recording.
+    let text = gw
+        .wait_recorded(&["FunctionCall oid=", "select 41 + 1"])
+        .await;
+    assert!(!text.contains("large object through"), "{text}");
+    assert!(text.contains("\"decision\":\"allow\""), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

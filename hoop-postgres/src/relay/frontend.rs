@@ -18,7 +18,8 @@ use crate::codec::{Frame, FrameHeader};
 use crate::error::PgError;
 use crate::io::{FrameReader, FrameWriter, Incoming, encode_header};
 use crate::messages::{
-    Bind, Close, Describe, ErrorResponse, Execute, Parse, Query, Severity, Target, tags,
+    Bind, Close, Describe, ErrorResponse, Execute, FunctionCall, Parse, Query, Severity, Target,
+    tags,
 };
 
 /// Most named statements / portals a session may hold (bounded memory).
@@ -271,10 +272,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
                 }
                 tags::FUNCTION_CALL => {
                     // A direct function call by OID: its effect cannot be classified.
+                    // A malformed one is decided the same way (the target refuses it).
+                    let text = match FunctionCall::parse(frame.body()) {
+                        Ok(call) => call.describe(),
+                        Err(e) => format!("FunctionCall (malformed: {e})"),
+                    };
                     let cmd = Arc::new(Command {
                         class: ActionClass::Unknown,
                         verb: "FUNCTION CALL".into(),
-                        text: "<FunctionCall message>".into(),
+                        text,
                         objects: Vec::new(),
                     });
                     self.query_like(frame, cmd, stop).await?;

@@ -91,6 +91,8 @@ pub struct Setup {
     pub options: PostgresOptions,
     /// `Services::end_at_credential_expiry`.
     pub end_at_credential_expiry: bool,
+    /// The policy (default: [`policy`]).
+    pub policy: Option<RulePolicy>,
 }
 
 impl Default for Setup {
@@ -105,6 +107,7 @@ impl Default for Setup {
             pg_cert: None,
             options: PostgresOptions::default(),
             end_at_credential_expiry: false,
+            policy: None,
         }
     }
 }
@@ -191,7 +194,7 @@ impl Gateway {
         let gate = InMemoryGate::new(GateConfig::default());
         let mut services = Services::new(Arc::new(auth));
         services.end_at_credential_expiry = setup.end_at_credential_expiry;
-        services.policy = Arc::new(policy());
+        services.policy = Arc::new(setup.policy.clone().unwrap_or_else(policy));
         services.masker = setup.masker.clone();
         services.recorder = Arc::new(JsonlRecorder::new(dir.path().join("rec")));
         services.approvals = Arc::new(gate.clone());
