@@ -937,11 +937,14 @@ impl Session {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let mut buf = BytesMut::new();
         let mut trailers: Option<HeaderMap> = None;
         if announced.is_some_and(|n| n > limit as u64) {
             return self.over_limit(auth, target, Bytes::new(), body);
         }
+        // An announced length (within the limit) is allocated at once, so the body is
+        // not copied again each time the buffer grows.
+        let mut buf =
+            BytesMut::with_capacity(announced.and_then(|n| usize::try_from(n).ok()).unwrap_or(0));
         while let Some(frame) = body.frame().await {
             match frame?.into_data() {
                 Ok(data) => {
