@@ -619,6 +619,63 @@ async fn recording_is_served_by_the_admin_api() {
     assert_eq!(code, 400);
 }
 
+/// `POST /v1/reload` on the admin API does what SIGHUP does and says what happened: a
+/// changed masking rule applies to the next session; a file that does not load answers
+/// 422 with the key at fault, and the rules in force stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_from_the_admin_api() {
+    let env = setup().await;
+    let email = |env: &Env| {
+        let c = env.conn(ALICE);
+        blocking(move || {
+            let out = psql(&c, "SELECT email FROM customers WHERE id = 1", true);
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        })
+    };
+    assert_eq!(email(&env).await, "a***@example.com");
+
+    let path = env.dir.path().join("gateway.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // The file as given, then `POST /v1/reload`: the status and the report.
+    let reload = |contents: String| {
+        std::fs::write(&path, contents).unwrap();
+        let env = &env;
+        async move {
+            let (code, body) = admin(env, OPS, "POST", "/v1/reload", None).await;
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            (code, v, body)
+        }
+    };
+    let (code, v, body) =
+        reload(text.replace("strategy = \"partial\"", "strategy = \"redact\"")).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(v["complete"], true, "{body}");
+    assert_eq!(v["configuration"]["reloaded"], true, "{body}");
+    assert_eq!(
+        v["configuration"]["detail"]["waits_for_restart"],
+        serde_json::json!([]),
+        "{body}"
+    );
+    assert_eq!(v["tokens"]["detail"]["count"], 1, "{body}");
+    assert_eq!(email(&env).await, "[REDACTED:EMAIL]");
+
+    // A policy rule that does not parse: 422, the key at fault, nothing changed.
+    let (code, v, body) = reload(format!(
+        "{text}\n[[policy.rules]]\nname = \"x\"\ndecision = \"maybe\"\n"
+    ))
+    .await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(v["complete"], false, "{body}");
+    assert_eq!(v["configuration"]["reloaded"], false, "{body}");
+    let error = v["configuration"]["error"].as_str().unwrap();
+    assert!(error.contains("policy.rules"), "{error}");
+    assert_eq!(email(&env).await, "[REDACTED:EMAIL]");
+
+    // Not without an admin credential.
+    let (code, _) = admin(&env, "not-a-token", "POST", "/v1/reload", None).await;
+    assert_eq!(code, 401);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn defaults_make_pki_tokens_and_answer_no_resource() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use common::{ALICE, BOB, Gateway, Setup, connect, try_connect};
@@ -314,28 +313,17 @@ async fn copy_both_ways_and_copy_out_masking() {
     let gw = std::sync::Arc::new(Gateway::start(Setup::default()).await);
     let g = gw.clone();
     let out = blocking(move || {
-        let mut child = std::process::Command::new("psql")
-            .arg(g.conn_string(BOB))
-            .args([
+        g.psql_stdin(
+            BOB,
+            &[
                 "-X",
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-c",
                 "copy users (id, email, ssn, age) from stdin",
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"3\tcarol@example.com\t111-22-3333\t50\n4\tdave@example.com\t\\N\t60\n")
-            .unwrap();
-        child.wait_with_output().unwrap()
+            ],
+            b"3\tcarol@example.com\t111-22-3333\t50\n4\tdave@example.com\t\\N\t60\n",
+        )
     })
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
@@ -652,24 +640,7 @@ async fn function_calls_are_class_unknown() {
         file.display()
     );
     let run = |gw: std::sync::Arc<Gateway>, script: String| {
-        blocking(move || {
-            use std::io::Write as _;
-            let mut child = Command::new("psql")
-                .arg(gw.conn_string(BOB))
-                .args(["-X", "-A", "-t"])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(script.as_bytes())
-                .unwrap();
-            child.wait_with_output().unwrap()
-        })
+        blocking(move || gw.psql_stdin(BOB, &["-X", "-A", "-t"], script.as_bytes()))
     };
 
     // The default test policy has no rule for `unknown`: denied, and the session goes on.

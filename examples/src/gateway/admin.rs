@@ -12,6 +12,7 @@
 //! | `GET /v1/sessions` | live and recent sessions |
 //! | `DELETE /v1/sessions/{id}` | end a live session |
 //! | `GET /v1/sessions/{id}/recording` | the session's JSONL recording |
+//! | `POST /v1/reload` | what SIGHUP does ([`super::Reloader::reload`]); 200, or 422 when a part did not reload (it stays as it was) |
 //!
 //! The reviewer of an approval is the caller: a requester never approves their own
 //! request (403).
@@ -85,6 +86,8 @@ pub struct AdminState {
     pub auth: AdminAuth,
     /// Set while the gateway drains (readyz answers 503).
     pub draining: AtomicBool,
+    /// What `POST /v1/reload` runs.
+    pub reloader: Arc<super::Reloader>,
 }
 
 /// Serves the admin API on `listener` until `stop` fires.
@@ -237,6 +240,16 @@ async fn handle(
                 Err(resp) => return resp,
             };
             decide(state, &who, id, verb, reason.as_deref())
+        }
+        (&Method::POST, ["v1", "reload"]) => {
+            info!(by = %who.subject, "reload requested from the admin API");
+            let report = state.reloader.reload();
+            let status = if report.is_complete() {
+                StatusCode::OK
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            json(status, &report.to_json())
         }
         (&Method::GET, ["v1", "sessions"]) => json(
             StatusCode::OK,

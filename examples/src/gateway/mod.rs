@@ -10,6 +10,7 @@ pub mod config;
 pub mod devpki;
 pub mod metrics;
 pub mod reload;
+pub mod reloader;
 mod setup;
 
 use std::future::Future;
@@ -21,12 +22,12 @@ use std::time::Duration;
 
 use hoop_core::approval::InMemoryGate;
 use hoop_core::server::{ServerHandle, SessionRegistry, ShutdownReport};
-use hoop_core::tls::ServerTls;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 pub use config::{Config, ConfigError};
 use metrics::Metrics;
+pub use reloader::{ReloadReport, Reloader};
 
 /// Name of the listener made when the configuration has none.
 pub const DEFAULT_LISTENER: &str = "postgres";
@@ -64,34 +65,10 @@ pub struct Gateway {
     admin_stop: CancellationToken,
     admin_state: Option<Arc<admin::AdminState>>,
     admin_task: Option<tokio::task::JoinHandle<()>>,
-    tls: Vec<(String, ServerTls)>,
     info: GatewayInfo,
     gate: InMemoryGate,
     metrics: Arc<Metrics>,
-    policy: Arc<reload::SwappablePolicy>,
-    services: Arc<reload::SessionServices>,
-    tokens: Arc<reload::SwappableTokens>,
-    tokens_file: Option<PathBuf>,
-    source: Option<PathBuf>,
-    listeners: Vec<ServedListener>,
-}
-
-/// What [`Gateway::adapters_of`] builds: each staying listener with its new adapter and
-/// the names of its resources; what only a restart changes; warnings.
-type Rebuilt<'g> = (
-    Vec<(&'g ServedListener, Arc<dyn hoop_core::Adapter>, Vec<String>)>,
-    Vec<String>,
-    Vec<String>,
-);
-
-/// A listener as started, with the adapter a reload replaces.
-struct ServedListener {
-    /// Its section as the gateway started with it (bind address, protocol and TLS
-    /// change only with a restart).
-    section: config::ListenerSection,
-    adapter: Arc<reload::SwappableAdapter>,
-    /// The cancel keys of a postgres listener, shared by its successive adapters.
-    cancels: Option<hoop_postgres::cancel::CancelRegistry>,
+    reloader: Arc<Reloader>,
 }
 
 /// What a started gateway tells its operator.
@@ -165,165 +142,37 @@ impl Gateway {
         &self.metrics
     }
 
-    /// Re-reads every TLS certificate (listeners and admin API). A failed reload keeps
-    /// the current certificate; the names of the endpoints that failed are returned.
+    /// Re-reads every TLS certificate (listeners and admin API); see
+    /// [`Reloader::reload_certificates`].
     pub fn reload_certificates(&self) -> Vec<String> {
-        let mut failed = Vec::new();
-        for (name, tls) in &self.tls {
-            match tls.reload() {
-                Ok(()) => info!(endpoint = %name, "TLS certificate reloaded"),
-                Err(e) => {
-                    warn!(endpoint = %name, error = %e, "TLS certificate reload failed; keeping the current one");
-                    failed.push(name.clone());
-                }
-            }
-        }
-        failed
+        self.reloader.reload_certificates()
     }
 
-    /// Replaces the policy with the `[policy]` of `config` (the built-in default when it
-    /// has none). Other sections need a restart to take effect, except masking
-    /// ([`reload_masking`](Self::reload_masking)).
+    /// Replaces the policy; see [`Reloader::reload_policy`].
     pub fn reload_policy(&self, config: &Config) -> Result<(), ConfigError> {
-        let (policy, text) = policy_of(config)?;
-        self.policy.replace(policy);
-        info!(policy = %text, "policy reloaded");
-        Ok(())
+        self.reloader.reload_policy(config)
     }
 
-    /// Replaces the masking rules with the `[masking]` of `config` (none when it has no
-    /// such section) for the sessions that start from now on; sessions already running
-    /// keep the rules they started with. A section that does not build is an error and
-    /// the current rules stay in force.
+    /// Replaces the masking rules; see [`Reloader::reload_masking`].
     pub fn reload_masking(&self, config: &Config) -> Result<(), ConfigError> {
-        let (masker, text) = setup::masker_of(config, &self.metrics)?;
-        self.install_masker(masker, &text, config.masking.is_some());
-        Ok(())
+        self.reloader.reload_masking(config)
     }
 
-    fn install_masker(&self, masker: Arc<dyn hoop_core::Masker>, text: &str, on: bool) {
-        self.services.replace_masker(masker);
-        if on {
-            info!(masking = %text, "masking reloaded");
-        } else {
-            warn!("masking reloaded: off (the configuration has no [masking] section)");
-        }
-    }
-
-    /// Replaces the policy, the masking rules, the resources behind each listener and
-    /// the session settings (`identity.end_sessions_at_expiry`,
-    /// `approvals.hold_seconds`) with those of `config`, all or nothing: when any part
-    /// does not build, nothing changes and the error is returned.
-    ///
-    /// New connections are served with the new resources; sessions already running keep
-    /// their target, their masking rules and their settings to their end, and a
-    /// PostgreSQL cancel for them is still routed. A listener's own settings (bind
-    /// address, protocol, TLS, limits) and listeners added or removed take effect at the
-    /// next restart: each such difference is returned, and logged.
+    /// Replaces policy, masking, resources and session settings, all or nothing; see
+    /// [`Reloader::reload_config`].
     pub fn reload_config(&self, config: &Config) -> Result<Vec<String>, GatewayError> {
-        config.check()?;
-        let (policy, policy_text) = policy_of(config)?;
-        let (masker, masking_text) = setup::masker_of(config, &self.metrics)?;
-        let (adapters, later, warnings) = self.adapters_of(config)?;
-        self.policy.replace(policy);
-        info!(policy = %policy_text, "policy reloaded");
-        self.install_masker(masker, &masking_text, config.masking.is_some());
-        self.services.update(|s| setup::session_settings(config, s));
-        for (served, adapter, resources) in adapters {
-            served.adapter.replace(adapter);
-            info!(listener = %served.section.name, resources = %resources.join(", "), "resources reloaded");
-        }
-        for w in warnings.iter().chain(&later) {
-            warn!("{w}");
-        }
-        Ok(later)
+        self.reloader.reload_config(config)
     }
 
-    /// New adapters for the listeners that stay (with the names of their resources),
-    /// what only a restart changes, and warnings about the new resources (plaintext
-    /// targets, missing secrets).
-    fn adapters_of(&self, config: &Config) -> Result<Rebuilt<'_>, GatewayError> {
-        let listeners = setup::listeners_of(config);
-        let mut scratch = GatewayInfo::default();
-        let (mut built, mut later) = (Vec::new(), Vec::new());
-        for served in &self.listeners {
-            let name = &served.section.name;
-            let Some((i, l)) = listeners.iter().enumerate().find(|(_, l)| &l.name == name) else {
-                later.push(format!(
-                    "listener {name:?} is no longer configured: it serves its resources as they were until the gateway restarts"
-                ));
-                continue;
-            };
-            if l.protocol != served.section.protocol {
-                later.push(format!(
-                    "listener {name:?} changes protocol ({} to {}): it serves its resources as they were until the gateway restarts",
-                    served.section.protocol, l.protocol
-                ));
-                continue;
-            }
-            if l != &served.section {
-                later.push(format!(
-                    "listener {name:?}: a new bind address, TLS or limit takes effect when the gateway restarts"
-                ));
-            }
-            let a = setup::adapter_of(config, i, l, &mut scratch, served.cancels.as_ref())?;
-            let resources = setup::resources_of(config, name)
-                .into_iter()
-                .map(|(_, r)| r.name.clone())
-                .collect();
-            built.push((served, a.adapter, resources));
-        }
-        for l in &listeners {
-            if !self.listeners.iter().any(|s| s.section.name == l.name) {
-                later.push(format!(
-                    "listener {:?} is new: it starts when the gateway restarts",
-                    l.name
-                ));
-            }
-        }
-        Ok((built, later, scratch.warnings))
-    }
-
-    /// Re-reads the static token file (`identity.static_tokens_file`): added tokens work
-    /// and removed ones stop working for new sessions. A bad file keeps the current table.
+    /// Re-reads the static token file; see [`Reloader::reload_tokens`].
     pub fn reload_tokens(&self) -> Result<usize, String> {
-        let Some(path) = &self.tokens_file else {
-            return Ok(self.tokens.len());
-        };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let t = hoop_core::auth::StaticTokenAuthenticator::parse(&text)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        let n = t.len();
-        self.tokens.replace(t);
-        info!(tokens = n, file = %path.display(), "static tokens reloaded");
-        Ok(n)
+        self.reloader.reload_tokens()
     }
 
-    /// SIGHUP: reloads the certificates, the static tokens and, when the gateway was
-    /// started from a file, the policy, masking rules, resources and session settings of
-    /// that file ([`reload_config`](Self::reload_config)). A file that does not load (a
-    /// broken policy, masking or resource section among others) changes none of them,
-    /// and the error is logged.
-    pub fn reload(&self) {
-        let failed = self.reload_certificates();
-        if failed.is_empty() {
-            info!("certificates reloaded");
-        }
-        if let Err(e) = self.reload_tokens() {
-            warn!("static tokens not reloaded: {e}");
-        }
-        if let Some(path) = &self.source {
-            let result = config::load(path)
-                .map_err(GatewayError::from)
-                .and_then(|c| self.reload_config(&c));
-            if let Err(e) = result {
-                error!(
-                    file = %path.display(),
-                    "configuration not reloaded, the current policy, masking rules and resources stay in force: {e}"
-                );
-            }
-        }
+    /// What SIGHUP (and the admin API's `POST /v1/reload`) does; see
+    /// [`Reloader::reload`].
+    pub fn reload(&self) -> ReloadReport {
+        self.reloader.reload()
     }
 
     /// Stops accepting, lets sessions drain until `deadline`, then cancels the rest and
@@ -344,26 +193,6 @@ impl Gateway {
     pub fn banner(&self) -> String {
         setup::banner(&self.info)
     }
-}
-
-/// The policy of `config` (the built-in default when it has none) and a description.
-fn policy_of(config: &Config) -> Result<(Arc<dyn hoop_core::Policy>, String), ConfigError> {
-    Ok(match &config.policy {
-        Some(p) => {
-            let rp = hoop_core::policy::RulePolicy::from_config(p).map_err(|e| {
-                ConfigError::new(
-                    format!("policy.rules[{}].{}", e.index.saturating_sub(1), e.key),
-                    e.message,
-                )
-            })?;
-            let n = rp.rules().len();
-            (Arc::new(rp), format!("{n} rule(s)"))
-        }
-        None => (
-            Arc::new(setup::default_policy()),
-            String::from("built-in default"),
-        ),
-    })
 }
 
 /// Runs a gateway until `shutdown` completes or SIGTERM / SIGINT arrives, then drains

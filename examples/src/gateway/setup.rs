@@ -37,9 +37,10 @@ use super::metrics::{CountingAdapter, CountingMasker, CountingPolicy, Metrics, O
 use super::reload::{
     SessionServices, SnapshotAdapter, SwappableAdapter, SwappablePolicy, SwappableTokens,
 };
+use super::reloader::{Reloader, ServedListener};
 use super::{
     DEFAULT_ADMIN_BIND, DEFAULT_LISTENER, DEFAULT_POSTGRES_BIND, Gateway, GatewayError,
-    GatewayInfo, ServedListener, admin,
+    GatewayInfo, admin,
 };
 
 fn start_err(what: impl std::fmt::Display) -> GatewayError {
@@ -364,6 +365,7 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
     let admin_stop = CancellationToken::new();
     let mut admin_state = None;
     let mut admin_task = None;
+    let mut admin_listener = None;
     if config.admin.enabled != Some(false) {
         let ad = &config.admin;
         let bind = ad.bind.as_deref().unwrap_or(DEFAULT_ADMIN_BIND);
@@ -406,6 +408,21 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
             .await
             .map_err(|e| start_err(format!("admin API: bind {bind}: {e}")))?;
         info.admin = listener.local_addr().ok();
+        admin_listener = Some((listener, tls, auth));
+    }
+
+    // What a reload replaces: known once every TLS endpoint is.
+    let reloader = Arc::new(Reloader {
+        tls: tls_endpoints,
+        metrics: metrics.clone(),
+        policy: swappable,
+        services: session_services,
+        tokens,
+        tokens_file: Some(tokens_file),
+        source: config.source.clone(),
+        listeners: served,
+    });
+    if let Some((listener, tls, auth)) = admin_listener {
         let state = Arc::new(admin::AdminState {
             gate: gate.clone(),
             registry: registry.clone(),
@@ -413,6 +430,7 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
             recordings: recordings.clone(),
             auth,
             draining: AtomicBool::new(false),
+            reloader: reloader.clone(),
         });
         admin_task = Some(tokio::spawn(admin::serve(
             listener,
@@ -433,16 +451,10 @@ pub(crate) async fn start(config: Config) -> Result<Gateway, GatewayError> {
         admin_stop,
         admin_state,
         admin_task,
-        tls: tls_endpoints,
         info,
         gate,
         metrics,
-        policy: swappable,
-        services: session_services,
-        tokens,
-        tokens_file: Some(tokens_file),
-        source: config.source.clone(),
-        listeners: served,
+        reloader,
     })
 }
 

@@ -244,6 +244,21 @@ impl Gateway {
             .unwrap()
     }
 
+    /// Runs psql through the gateway with `input` on its standard input (blocking).
+    pub fn psql_stdin(&self, token: &str, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write as _;
+        let mut child = Command::new("psql")
+            .arg(self.conn_string(token))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     pub fn recordings(&self) -> Vec<PathBuf> {
         let mut v: Vec<_> = std::fs::read_dir(self.dir.path().join("rec"))
             .map(|d| d.map(|e| e.unwrap().path()).collect())
