@@ -13,7 +13,9 @@
 //! lines to try. A bad configuration prints one `config error: <key>: <what>` line and
 //! exits with code 2. SIGTERM / Ctrl-C drain the sessions; SIGHUP reloads certificates,
 //! tokens, policy, masking rules and the resources behind each listener (new sessions get
-//! them; running sessions keep what they started with). Logs go to stderr (`RUST_LOG=debug` for more).
+//! them; running sessions keep what they started with). Logs go to stderr (`RUST_LOG=debug`
+//! for more), as text or, with `--log-format json` (or `HOOP_LOG_FORMAT=json`), one JSON
+//! object per line carrying the session's fields.
 //!
 //! `[runtime] threads` picks the runtime: 0 (default) one worker per CPU, 1 a single
 //! event loop (tokio current-thread), N a multi-thread runtime with N workers.
@@ -23,23 +25,37 @@ use std::process::ExitCode;
 
 use hoop_examples::gateway::{self, Config, config};
 
-const USAGE: &str = "usage: gateway [--config FILE] [--check]";
+const USAGE: &str = "usage: gateway [--config FILE] [--check] [--log-format text|json]";
 
 /// mimalloc: hyper, rustls and the relays allocate per request; glibc's allocator cost
 /// about 5% of the gateway's CPU per small HTTP request in `benches/http.sh`.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`): text (coloured only on a
+/// terminal) or one JSON object per line, with the fields of the session's span (session
+/// id, peer, listener, protocol, user, resource) in `span`.
+fn init_logs(json: bool) {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let mut path: Option<PathBuf> = None;
     let mut check = false;
+    let mut json = std::env::var("HOOP_LOG_FORMAT").is_ok_and(|f| f == "json");
     let mut args = std::env::args_os().skip(1);
     while let Some(a) = args.next() {
         match a.to_str() {
@@ -51,6 +67,14 @@ fn main() -> ExitCode {
                 }
             },
             Some("--check") => check = true,
+            Some("--log-format") => match args.next().as_deref().and_then(|f| f.to_str()) {
+                Some("json") => json = true,
+                Some("text") => json = false,
+                _ => {
+                    eprintln!("--log-format needs text or json\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
             Some("--help" | "-h") => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -61,6 +85,7 @@ fn main() -> ExitCode {
             }
         }
     }
+    init_logs(json);
     let config = match &path {
         Some(p) => match config::load(p) {
             Ok(c) => c,
@@ -84,15 +109,23 @@ fn main() -> ExitCode {
         }
     };
     match rt.block_on(gateway::run(config, std::future::pending())) {
+        // Logged, not printed: in JSON mode every line of stderr is a JSON object.
         Ok(report) => {
-            eprintln!(
+            tracing::info!(
+                drained = report.drained,
+                cancelled = report.cancelled,
                 "stopped: {} session(s) drained, {} cancelled",
-                report.drained, report.cancelled
+                report.drained,
+                report.cancelled
             );
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{e}");
+            if json {
+                tracing::error!("{e}");
+            } else {
+                eprintln!("{e}");
+            }
             ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
         }
     }

@@ -1266,6 +1266,8 @@ fn several_http_resources_without_hosts_exit_2() {
 }
 
 /// `[runtime] threads = 1`: the compiled gateway runs on one event loop and serves psql.
+/// With `--log-format json` every log line is one JSON object, and a session's lines carry
+/// its user and resource (never the token or the target's password).
 #[test]
 fn single_thread_runtime_serves_psql() {
     let pg = PgServer::start(PgOptions {
@@ -1291,7 +1293,7 @@ fn single_thread_runtime_serves_psql() {
     let cfg = d.join("gw.toml");
     std::fs::write(&cfg, text).unwrap();
     let log = d.join("stderr.log");
-    let Some(gw) = GatewayProcess::start(&cfg, &log) else {
+    let Some(gw) = GatewayProcess::start_with(&cfg, &log, &["--log-format", "json"]) else {
         return;
     };
     let conn = format!(
@@ -1308,6 +1310,24 @@ fn single_thread_runtime_serves_psql() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42|app");
     assert_eq!(gw.stop(), Some(0));
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let established = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "session established")
+        .unwrap_or_else(|| panic!("no session line in\n{text}"));
+    assert_eq!(established["level"], "INFO", "{established}");
+    assert_eq!(established["span"]["user"], "alice", "{established}");
+    assert_eq!(established["span"]["resource"], "appdb", "{established}");
+    assert_eq!(established["span"]["listener"], "pg", "{established}");
+    assert!(
+        !text.contains(ALICE) && !text.contains("app-secret"),
+        "{text}"
+    );
 }
 
 /// SIGHUP reloads the masking rules of the compiled gateway: a session already running

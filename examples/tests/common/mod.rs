@@ -35,6 +35,11 @@ impl GatewayProcess {
     /// Starts the binary on `cfg` (stderr to `log`) and reads its banner; `None` when it
     /// is not built.
     pub fn start(cfg: &Path, log: &Path) -> Option<GatewayProcess> {
+        Self::start_with(cfg, log, &[])
+    }
+
+    /// [`start`](Self::start) with more arguments.
+    pub fn start_with(cfg: &Path, log: &Path, args: &[&str]) -> Option<GatewayProcess> {
         use std::io::{BufRead, BufReader};
         let bin = example_binary("gateway");
         if !bin.is_file() {
@@ -47,6 +52,7 @@ impl GatewayProcess {
         let mut child = Command::new(&bin)
             .arg("--config")
             .arg(cfg)
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::piped())
             .stderr(std::fs::File::create(log).unwrap())
