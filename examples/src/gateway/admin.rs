@@ -243,7 +243,14 @@ async fn handle(
         }
         (&Method::POST, ["v1", "reload"]) => {
             info!(by = %who.subject, "reload requested from the admin API");
-            let report = state.reloader.reload();
+            // Files are read (configuration, certificates, tokens): off the event loop.
+            let reloader = state.reloader.clone();
+            let Ok(report) = tokio::task::spawn_blocking(move || reloader.reload()).await else {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the reload did not finish",
+                );
+            };
             let status = if report.is_complete() {
                 StatusCode::OK
             } else {

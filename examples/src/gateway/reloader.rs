@@ -99,8 +99,8 @@ impl Reloader {
     }
 
     /// Replaces the policy with the `[policy]` of `config` (the built-in default when it
-    /// has none). Other sections need a restart to take effect, except masking
-    /// ([`reload_masking`](Self::reload_masking)).
+    /// has none), and nothing else ([`reload_config`](Self::reload_config) replaces
+    /// everything a reload covers).
     pub fn reload_policy(&self, config: &Config) -> Result<(), ConfigError> {
         let (policy, text) = policy_of(config)?;
         self.policy.replace(policy);
