@@ -941,10 +941,15 @@ impl Session {
         if announced.is_some_and(|n| n > limit as u64) {
             return self.over_limit(auth, target, Bytes::new(), body);
         }
-        // An announced length (within the limit) is allocated at once, so the body is
-        // not copied again each time the buffer grows.
-        let mut buf =
-            BytesMut::with_capacity(announced.and_then(|n| usize::try_from(n).ok()).unwrap_or(0));
+        // An announced length is allocated at once, so the body is not copied again each
+        // time the buffer grows; up to 1 MiB only, so that a length announced but never
+        // sent does not hold memory.
+        let mut buf = BytesMut::with_capacity(
+            announced
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(0)
+                .min(1 << 20),
+        );
         while let Some(frame) = body.frame().await {
             match frame?.into_data() {
                 Ok(data) => {
