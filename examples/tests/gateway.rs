@@ -503,7 +503,7 @@ async fn operator_flow_with_psql_and_curl() {
         "[[policy.rules]]\nname = \"all\"\nactions = [\"connect\", \"read\"]\ndecision = \"allow\"\n",
     )
     .unwrap();
-    env.gw().reload_policy(&strict).unwrap();
+    env.gw().reloader().reload_policy(&strict).unwrap();
     let c = conn.clone();
     let out = blocking(move || psql(&c, "DROP TABLE t2", true)).await;
     assert!(!out.status.success());
@@ -720,7 +720,7 @@ async fn defaults_make_pki_tokens_and_answer_no_resource() {
         format!("erin::{}\n", hash_token(fresh)),
     )
     .unwrap();
-    assert_eq!(gw.reload_tokens().unwrap(), 1);
+    assert_eq!(gw.reloader().reload_tokens().unwrap(), 1);
     let ca4 = ca.clone();
     let (with_new, with_old) = blocking(move || {
         let c = |t: &str| {
@@ -784,7 +784,7 @@ async fn defaults_make_pki_tokens_and_answer_no_resource() {
     })
     .await;
     assert_eq!(codes, [413, 400, 404, 404, 404]);
-    assert!(gw.reload_certificates().is_empty());
+    assert!(gw.reloader().reload_certificates().is_empty());
     gw.shutdown(Duration::from_secs(5)).await;
 
     // A second start reuses the files and shows no token again.
@@ -1620,7 +1620,10 @@ async fn sessions_end_when_their_token_expires() {
     std::fs::write(&path, text).unwrap();
     let config = config::load(&path).unwrap();
     assert!(config.identity.end_sessions_at_expiry);
-    assert_eq!(gw.reload_config(&config).unwrap(), Vec::<String>::new());
+    assert_eq!(
+        gw.reloader().reload_config(&config).unwrap(),
+        Vec::<String>::new()
+    );
     let port = gw.listener_addr("pg").unwrap().port();
     let ca = dir.path().join("data/dev-ca.crt");
 
@@ -1639,7 +1642,7 @@ async fn sessions_end_when_their_token_expires() {
             format!("alice:dev:{}\n{line}\n", hash_token(ALICE)),
         )
         .unwrap();
-        assert_eq!(gw.reload_tokens().unwrap(), 2);
+        assert_eq!(gw.reloader().reload_tokens().unwrap(), 2);
         let conn = format!(
             "host=127.0.0.1 port={port} dbname=appdb user=carol password={token} sslmode=verify-full sslrootcert={}",
             ca.display()

@@ -142,31 +142,11 @@ impl Gateway {
         &self.metrics
     }
 
-    /// Re-reads every TLS certificate (listeners and admin API); see
-    /// [`Reloader::reload_certificates`].
-    pub fn reload_certificates(&self) -> Vec<String> {
-        self.reloader.reload_certificates()
-    }
-
-    /// Replaces the policy; see [`Reloader::reload_policy`].
-    pub fn reload_policy(&self, config: &Config) -> Result<(), ConfigError> {
-        self.reloader.reload_policy(config)
-    }
-
-    /// Replaces the masking rules; see [`Reloader::reload_masking`].
-    pub fn reload_masking(&self, config: &Config) -> Result<(), ConfigError> {
-        self.reloader.reload_masking(config)
-    }
-
-    /// Replaces policy, masking, resources and session settings, all or nothing; see
-    /// [`Reloader::reload_config`].
-    pub fn reload_config(&self, config: &Config) -> Result<Vec<String>, GatewayError> {
-        self.reloader.reload_config(config)
-    }
-
-    /// Re-reads the static token file; see [`Reloader::reload_tokens`].
-    pub fn reload_tokens(&self) -> Result<usize, String> {
-        self.reloader.reload_tokens()
+    /// What a reload replaces: each part can be reloaded alone
+    /// ([`Reloader::reload_certificates`], [`Reloader::reload_tokens`],
+    /// [`Reloader::reload_config`], ...).
+    pub fn reloader(&self) -> &Reloader {
+        &self.reloader
     }
 
     /// What SIGHUP (and the admin API's `POST /v1/reload`) does; see
