@@ -63,6 +63,10 @@ pub(crate) fn clean_as_text(masker: &dyn Masker, plans: &Plans, data: &[u8]) -> 
     let mut text = data.to_vec();
     // The content of the last string closed: a key if only blanks separate it from `:`.
     let mut last_string: Option<(usize, usize)> = None;
+    // Outside strings only the bytes of JSON may appear, and a number never follows
+    // another one with only blanks between them: that is not JSON, and the line break
+    // would cut apart what the detectors must see whole (`4111 1111 1111 1111` outside
+    // quotes, `[a@b.example]`). The per-value scan refuses such a body instead.
     let mut i = 0usize;
     while let Some(&b) = data.get(i) {
         match OUTSIDE.get(usize::from(b)).copied().unwrap_or(OTHER) {
@@ -103,6 +107,21 @@ pub(crate) fn clean_as_text(masker: &dyn Masker, plans: &Plans, data: &[u8]) -> 
                     *c = b'\n';
                 }
             }
+            BLANK => {
+                let class = |c: Option<&u8>| c.and_then(|c| OUTSIDE.get(usize::from(*c)));
+                if class(i.checked_sub(1).and_then(|p| data.get(p))) == Some(&NUMBER) {
+                    let next = data
+                        .get(i..)
+                        .and_then(|r| r.iter().find(|c| class(Some(c)) != Some(&BLANK)));
+                    if class(next) == Some(&NUMBER) {
+                        return false;
+                    }
+                }
+                if let Some(c) = text.get_mut(i) {
+                    *c = b'\n';
+                }
+            }
+            OTHER => return false,
             _ => {
                 if let Some(c) = text.get_mut(i) {
                     *c = b'\n';
@@ -118,16 +137,20 @@ pub(crate) fn clean_as_text(masker: &dyn Masker, plans: &Plans, data: &[u8]) -> 
 }
 
 // How [`clean_as_text`] treats a byte outside strings: kept (part of a number), turned
-// into a line break (a blank, which may separate a key from its `:`, or anything else),
-// or the start of a string or the end of a key.
+// into a line break (the letters of `true`, `false` and `null`, blanks, `,` `:` and
+// brackets), the start of a string, or refused (not JSON).
 const NUMBER: u8 = 1;
 const BLANK: u8 = 2;
 const OTHER: u8 = 3;
 const QUOTE: u8 = 4;
 const COLON: u8 = 5;
+const LITERAL: u8 = 6;
+const COMMA: u8 = 7;
+const OPEN: u8 = 8;
+const CLOSE: u8 = 9;
 
-/// [`NUMBER`] for the bytes of JSON numbers, [`BLANK`] for whitespace, [`QUOTE`] and
-/// [`COLON`], [`OTHER`] for the rest.
+/// The class of each byte outside strings ([`NUMBER`], [`LITERAL`], [`BLANK`],
+/// [`QUOTE`], [`COLON`], [`COMMA`], [`OPEN`], [`CLOSE`]; [`OTHER`] for the rest).
 // Indexing in a constant: an index out of range would fail the build, not panic.
 #[allow(clippy::indexing_slicing)]
 static OUTSIDE: [u8; 256] = {
@@ -142,12 +165,24 @@ static OUTSIDE: [u8; 256] = {
     t[b'.' as usize] = NUMBER;
     t[b'e' as usize] = NUMBER;
     t[b'E' as usize] = NUMBER;
+    // The other letters of `true`, `false` and `null`.
+    let letters = b"truflasn";
+    let mut k = 0;
+    while k < letters.len() {
+        t[letters[k] as usize] = LITERAL;
+        k += 1;
+    }
     t[b' ' as usize] = BLANK;
     t[b'\t' as usize] = BLANK;
     t[b'\r' as usize] = BLANK;
     t[b'\n' as usize] = BLANK;
     t[b'"' as usize] = QUOTE;
     t[b':' as usize] = COLON;
+    t[b',' as usize] = COMMA;
+    t[b'{' as usize] = OPEN;
+    t[b'[' as usize] = OPEN;
+    t[b'}' as usize] = CLOSE;
+    t[b']' as usize] = CLOSE;
     t
 };
 
@@ -378,8 +413,39 @@ mod tests {
             assert_eq!(needs_masking(&masker, body).unwrap(), full);
         }
         // The shortcut does clear the plain document (it is what makes large clean
-        // bodies cheap).
-        assert!(clean_as_text(&masker, &Plans::default(), bodies[0]));
+        // bodies cheap), pretty-printed or not.
+        for clean in [
+            bodies[0],
+            b" {\n  \"id\" : 1 ,\n  \"tags\" : [ \"a\" , null , false , -2.5e3 ] ,\"x\":{}\n}\n",
+            b"[[],{},[1,[2,[3]]]]",
+            b"7",
+            b"\"item\"",
+        ] {
+            let text = String::from_utf8_lossy(clean);
+            assert!(clean_as_text(&masker, &Plans::default(), clean), "{text}");
+            assert!(!needs_masking(&masker, clean).unwrap(), "{text}");
+        }
+        // Bytes outside strings that JSON does not have there, and numbers with only
+        // blanks between them, are never cleared by the shortcut: a line break there
+        // would cut apart a value the detectors must see whole. The per-value scan then
+        // refuses the body (the adapter answers 502).
+        for invalid in [
+            &b"4111 1111 1111 1111"[..],
+            b"[4111 1111 1111 1111]",
+            b"{\"a\":1} 4111 1111 1111 1111",
+            b"{\"ssn\": 123 45 6789}",
+            b"[1, 415\t555 0100]",
+            b"[a@b.example]",
+            b"{\"a\":(415) 555-0100}",
+            b"[DE89370400440532013000]",
+        ] {
+            let text = String::from_utf8_lossy(invalid);
+            assert!(
+                !clean_as_text(&masker, &Plans::default(), invalid),
+                "{text}"
+            );
+            assert!(needs_masking(&masker, invalid).is_err(), "{text}");
+        }
     }
 
     #[test]
