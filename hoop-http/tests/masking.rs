@@ -127,6 +127,38 @@ async fn text_masked_opaque_untouched() {
     assert_eq!(body, "bob@example.com");
 }
 
+/// A body declared JSON that is not JSON fails closed with the detectors of the rule
+/// masker: the card number it carries outside quotes never reaches the client, while a
+/// JSON body with nothing to mask goes out as it came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_body_that_is_not_json_fails_closed() {
+    use hoop_core::masking::{RuleMasker, Strategy};
+    let up = upstream::start(None).await;
+    let masker = RuleMasker::builder()
+        .all_detectors(Strategy::Redact)
+        .build()
+        .unwrap();
+    let gw = Gateway::start(
+        up.addr,
+        up.ca_path.clone(),
+        Setup {
+            masker: std::sync::Arc::new(masker),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let (status, body) = gw
+        .curl_async(&["-H", &bearer(ALICE), &gw.url("/not-json")])
+        .await;
+    assert_eq!(status, 502, "{body}");
+    assert!(!body.contains("4111"), "{body}");
+    let (status, body) = gw
+        .curl_async(&["-H", &bearer(ALICE), &gw.url("/plain-json")])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, r#"{"ok":true,"n":[1,2,3]}"#);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_over_the_limit_fails_closed_or_passes_through_when_configured() {
     let up = upstream::start(None).await;

@@ -140,6 +140,8 @@ async fn route(mut req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Respo
             resp(200, "application/json", r#"{"slow":true}"#)
         }
         "/plain-json" => resp(200, "application/json", r#"{"ok":true,"n":[1,2,3]}"#),
+        // Declared JSON, is not: a card number outside quotes.
+        "/not-json" => resp(200, "application/json", "4111 1111 1111 1111\n"),
         "/upload" => {
             let body = req.body_mut().collect().await.map(|b| b.to_bytes());
             match body {
