@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 
 use hoop_core::{ActionClass, Command};
 use sqlparser::ast::{
-    CopySource, CopyTarget, Expr, ObjectName, ObjectType, Set, SetExpr, Statement,
-    visit_expressions, visit_relations, visit_statements,
+    CopyLegacyOption, CopyOption, CopySource, CopyTarget, Expr, ObjectName, ObjectType, Set,
+    SetExpr, Statement, visit_expressions, visit_relations, visit_statements,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -69,6 +69,42 @@ const PROTECTED_SETTINGS: &[&str] = &[
     "transaction_read_only",
     "session_replication_role",
 ];
+
+/// Whether `sql` has a `COPY ... TO STDOUT` in the binary format (`FORMAT binary`, or
+/// the older `BINARY` keyword): its rows carry values the masking cannot read, so with
+/// masking rules in force it is refused before it runs. Text that names both `copy` and
+/// `binary` but does not parse counts as one (fail closed).
+///
+/// ```
+/// use hoop_postgres::classify::copies_binary_out;
+///
+/// assert!(copies_binary_out("COPY users TO STDOUT (FORMAT binary)"));
+/// assert!(copies_binary_out("copy (select * from users) to stdout with binary"));
+/// assert!(!copies_binary_out("copy users to stdout (format csv)"));
+/// assert!(!copies_binary_out("select 'copy binary'"));
+/// ```
+pub fn copies_binary_out(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    if !(lower.contains("copy") && lower.contains("binary")) {
+        return false;
+    }
+    match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
+        Ok(statements) => statements.iter().any(|s| match s {
+            Statement::Copy {
+                to: true,
+                options,
+                legacy_options,
+                ..
+            } => options.iter().any(
+                |o| matches!(o, CopyOption::Format(f) if f.value.eq_ignore_ascii_case("binary")),
+            ) || legacy_options
+                .iter()
+                .any(|o| matches!(o, CopyLegacyOption::Binary)),
+            _ => false,
+        }),
+        Err(_) => true,
+    }
+}
 
 /// Classifies one query string (one or more statements).
 ///

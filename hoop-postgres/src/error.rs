@@ -68,6 +68,10 @@ pub enum PgError {
     /// A timeout.
     #[error("timed out: {0}")]
     Timeout(&'static str),
+    /// The target started sending output the masking cannot read (binary COPY that
+    /// escaped the statement check): the session is ended rather than let it through.
+    #[error("output that cannot be masked: {0}")]
+    Unmaskable(&'static str),
 }
 
 impl From<PgError> for hoop_core::Error {

@@ -11,6 +11,7 @@
 //!   injected credentials.
 
 pub mod adapter;
+pub mod binary_text;
 pub mod cancel;
 pub mod classify;
 pub mod codec;

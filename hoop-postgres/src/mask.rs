@@ -22,14 +22,19 @@
 //! that would take the rewritten row held in memory past four times the cap. A COPY TO
 //! STDOUT row (text or CSV) longer than the cap is replaced by a row of as many fields,
 //! each [`TOO_LARGE_REDACTION`] ([`CopyRowCounter`]). Without masking rules
-//! ([`Masker::is_noop`]) and for binary COPY, long messages are forwarded piece by piece
-//! unchanged.
+//! ([`Masker::is_noop`]), long messages are forwarded piece by piece unchanged.
+//!
+//! Binary COPY TO STDOUT cannot be masked (its rows carry values in each type's binary
+//! form, without names). With masking rules in force such a statement is refused before
+//! it runs ([`crate::classify::copies_binary_out`]); a binary COPY the check did not
+//! recognise ends the session when its output starts, before any row is sent.
 
 use std::borrow::Cow;
 
 use bytes::BytesMut;
 use hoop_core::{Field, FieldKind, Masker, PreparedField};
 
+use crate::binary_text;
 use crate::codec::Frame;
 use crate::error::PgError;
 use crate::messages::{DataRow, ErrorFields, RowDescription, tags};
@@ -315,6 +320,31 @@ pub fn mask_value_into(
                 }
             };
         }
+        // A binary integer or numeric: the detectors see its text form, as they would in
+        // the text format, and a value they would mask becomes NULL.
+        if binary_text::has_decimal_text(oid) {
+            // On the stack unless it is a long numeric.
+            let mut small = binary_text::SmallText::default();
+            let mut long = String::new();
+            let text = if binary_text::decimal_text(oid, value, &mut small) {
+                Some(small.as_str())
+            } else if binary_text::decimal_text(oid, value, &mut long) {
+                Some(long.as_str())
+            } else {
+                None
+            };
+            if let Some(text) = text {
+                let masked = masker
+                    .mask_prepared_into(prepared, &field, text, out)
+                    .is_some();
+                out.truncate(start);
+                return if masked {
+                    MaskedValue::Null
+                } else {
+                    MaskedValue::Unchanged
+                };
+            }
+        }
         return whole(masker);
     }
     let Ok(s) = std::str::from_utf8(value) else {
@@ -491,8 +521,8 @@ pub enum CopyFormat {
     Text,
     /// CSV with `"` quoting.
     Csv,
-    /// Binary (masked only by refusing nothing: binary COPY rows carry no names; values
-    /// pass unchanged, documented).
+    /// Binary: only seen without masking rules (with them, binary COPY output is
+    /// refused), so its rows pass unchanged.
     Binary,
 }
 

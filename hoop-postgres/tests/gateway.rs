@@ -363,6 +363,79 @@ async fn copy_both_ways_and_copy_out_masking() {
     assert!(stderr(&out).contains("refused"), "{}", stderr(&out));
 }
 
+/// Binary COPY TO STDOUT cannot be masked: with masking rules it is refused before it
+/// runs, whichever way the statement spells it, and the session goes on; one the check
+/// cannot recognise (the format named by a Unicode-escaped identifier) ends the session
+/// before any row is sent. No e-mail address reaches psql either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_copy_out_is_refused_under_masking() {
+    let gw = std::sync::Arc::new(Gateway::start(Setup::default()).await);
+    for copy in [
+        "copy users to stdout (format binary)",
+        "COPY (select email from users) TO STDOUT WITH (FORMAT 'binary')",
+        "copy users to stdout with binary",
+        "copy binary users to stdout",
+    ] {
+        let g = gw.clone();
+        let script = format!("{copy};\nselect 41 + 1;\n");
+        let out = blocking(move || g.psql_stdin(BOB, &["-X", "-A", "-t"], script.as_bytes())).await;
+        let err = stderr(&out);
+        assert!(
+            err.contains("binary COPY output cannot be masked"),
+            "{copy}: {err}"
+        );
+        assert_eq!(stdout(&out).trim(), "42", "{copy}: the session goes on");
+        assert!(!out.stdout.windows(7).any(|w| w == b"example"), "{copy}");
+    }
+    let text = gw.wait_recorded(&["binary_copy_refused"]).await;
+    assert!(
+        text.contains("copy users to stdout (format binary)"),
+        "{text}"
+    );
+
+    // Not recognised by the statement check (nor classified: a policy that allows
+    // `unknown` lets it through): the target starts a binary COPY, and the gateway ends
+    // the session instead of sending its rows.
+    let mut rules = common::policy().rules().to_vec();
+    rules.push(hoop_core::policy::Rule::allow("unknown").actions(
+        hoop_core::policy::ActionMatch::class(hoop_core::ActionClass::Unknown),
+    ));
+    let g = std::sync::Arc::new(
+        Gateway::start(Setup {
+            policy: Some(hoop_core::policy::RulePolicy::new(rules)),
+            ..Setup::default()
+        })
+        .await,
+    );
+    let copy = r#"copy users to stdout (format U&"\0062inary")"#;
+    let out = blocking(move || g.psql(BOB, &["-X", "-A", "-t", "-c", copy])).await;
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(!out.stdout.windows(7).any(|w| w == b"example"), "{err}");
+    assert!(err.contains("binary COPY output cannot be masked"), "{err}");
+    // Without masking rules binary COPY is allowed (there is nothing to mask).
+    let plain = Gateway::start(Setup {
+        masker: std::sync::Arc::new(hoop_core::masking::NoMasking),
+        ..Setup::default()
+    })
+    .await;
+    let out = blocking(move || {
+        plain.psql(
+            BOB,
+            &[
+                "-X",
+                "-A",
+                "-t",
+                "-c",
+                "copy users to stdout (format binary)",
+            ],
+        )
+    })
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stdout.starts_with(b"PGCOPY\n"), "{:?}", &out.stdout);
+}
+
 /// A jsonb value as the binary protocol carries it: the version byte, then the text.
 struct RawJsonb(Vec<u8>);
 
@@ -412,6 +485,55 @@ async fn masked_json_columns_stay_json() {
     assert_eq!(raw.first(), Some(&1), "{raw:?}");
     let v: serde_json::Value = serde_json::from_slice(&raw[1..]).unwrap();
     assert_eq!(v, serde_json::json!("[REDACTED:SSN]"));
+}
+
+/// A numeric value's raw binary form (tokio-postgres has no `numeric` type of its own).
+struct RawNumeric;
+
+impl<'a> tokio_postgres::types::FromSql<'a> for RawNumeric {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        _: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawNumeric)
+    }
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        *ty == tokio_postgres::types::Type::NUMERIC
+    }
+}
+
+/// The detectors see binary integers and numerics as their text: a card number stored
+/// as `bigint` or `numeric` is masked (NULL, as in the text format) whichever format
+/// the client asks for, and other numbers pass unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_numbers_pass_the_detectors() {
+    let gw = Gateway::start(Setup::default()).await;
+    let c = connect(&gw, BOB).await;
+    let q = "select 4111111111111111::bigint as a, 4111111111111111::numeric as b, \
+             4111111111111111.00::numeric as c, 1234::bigint as d, 42::int4 as e, \
+             12.50::numeric as f";
+    // Binary (tokio-postgres' extended protocol).
+    let row = c.query_one(q, &[]).await.unwrap();
+    assert_eq!(row.get::<_, Option<i64>>("a"), None);
+    assert!(row.get::<_, Option<RawNumeric>>("b").is_none());
+    assert!(row.get::<_, Option<RawNumeric>>("c").is_none());
+    assert_eq!(row.get::<_, Option<i64>>("d"), Some(1234));
+    assert_eq!(row.get::<_, Option<i32>>("e"), Some(42));
+    assert!(row.get::<_, Option<RawNumeric>>("f").is_some());
+    // Text (simple query): the same columns, the same outcome.
+    let rows = c.simple_query(q).await.unwrap();
+    let row = rows
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    let got: Vec<Option<&str>> = (0..6).map(|i| row.get(i)).collect();
+    assert_eq!(
+        got,
+        [None, None, None, Some("1234"), Some("42"), Some("12.50")]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -671,6 +671,12 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
                     }
                     _ => false,
                 };
+                // Binary COPY rows cannot be masked. The frontend refuses such a
+                // statement before it runs; one it could not recognise ends here, before
+                // any row reaches the client.
+                if r.format == 1 && !self.masker.is_noop() {
+                    return Err(PgError::Unmaskable("binary COPY"));
+                }
                 self.copy_out = Some(match (r.format, csv) {
                     (1, _) => CopyFormat::Binary,
                     (_, true) => CopyFormat::Csv,

@@ -65,6 +65,9 @@ pub struct Frontend<'a, R, W> {
     pub cache: &'a ClassCache,
     /// The target is read-only: attempts to lift it are refused.
     pub read_only: bool,
+    /// Masking rules are in force: output that cannot be masked (binary COPY) is
+    /// refused.
+    pub masking: bool,
     /// Set on every message, for the idle timeout.
     pub activity: &'a super::Activity,
     /// Statement name -> its command.
@@ -109,6 +112,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
         cmd: &Arc<Command>,
         stop: &CancellationToken,
     ) -> Result<Option<Frame>, PgError> {
+        if self.masking && crate::classify::copies_binary_out(&cmd.text) {
+            self.auth.record(hoop_core::Event::Note {
+                kind: "binary_copy_refused".into(),
+                detail: serde_json::json!({ "text": cmd.text }),
+            })?;
+            info!("binary COPY TO STDOUT refused: its values cannot be masked");
+            return Ok(Some(denial(
+                "binary COPY output cannot be masked: use COPY ... TO STDOUT in the text or CSV format",
+            )));
+        }
         if self.read_only && lifts_read_only(cmd) {
             self.auth.record(hoop_core::Event::Note {
                 kind: "read_only_violation".into(),

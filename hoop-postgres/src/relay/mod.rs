@@ -70,6 +70,9 @@ pub enum RelayEnd {
     Killed,
     /// No traffic for the idle timeout.
     Idle,
+    /// The target began output that the masking cannot read (binary COPY): the session
+    /// was ended with FATAL 42501 instead of letting it through.
+    Unmaskable,
 }
 
 impl RelayEnd {
@@ -80,6 +83,7 @@ impl RelayEnd {
             RelayEnd::Target => "target closed the connection",
             RelayEnd::Killed => "ended by the gateway",
             RelayEnd::Idle => "idle timeout",
+            RelayEnd::Unmaskable => "output that cannot be masked (binary COPY)",
         }
     }
 }
@@ -153,6 +157,7 @@ where
         notices: ntx,
         cache: parts.cache,
         read_only: parts.read_only,
+        masking: !parts.masker.is_noop(),
         activity: &activity,
         statements: HashMap::new(),
         portals: HashMap::new(),
@@ -211,6 +216,7 @@ where
         RelayEnd::Idle
     } else {
         match (&front, &back) {
+            (_, Err(PgError::Unmaskable(_))) => RelayEnd::Unmaskable,
             (_, Ok(BackendEnd::TargetClosed)) | (_, Err(_)) => RelayEnd::Target,
             _ => RelayEnd::Client,
         }
@@ -236,6 +242,11 @@ where
             Severity::Fatal,
             "57P05",
             "hoop: session closed after the idle timeout",
+        )),
+        RelayEnd::Unmaskable => Some(ErrorResponse::new(
+            Severity::Fatal,
+            "42501",
+            "hoop: binary COPY output cannot be masked; the session is ended (use the text or CSV format)",
         )),
     };
     // A message cut short by the end cannot be followed by anything the client could
