@@ -1,7 +1,9 @@
-//! The decimal text of binary-format integers and `numeric`s: what the same value looks
-//! like in the text format. The masking detectors read text, so a binary value is shown
-//! to them as this text; a card number stored as `bigint` or `numeric` is then found
-//! whichever format the client asked for.
+//! What the masking detectors are shown of a binary-format value that is not text: the
+//! text the same value has in the text format (integers, `numeric`, `inet`), the texts
+//! of an array's elements, or, for a type of unknown layout (a composite, an enum, an
+//! extension type), its bytes read as text, where embedded strings appear whole. A card
+//! number stored as `bigint`, an address in a `text[]` or an IP in an `inet` column is
+//! then found whichever format the client asked for.
 
 use std::fmt::Write;
 
@@ -23,6 +25,292 @@ const MAX_DSCALE: usize = 16383;
 /// Whether values of type `oid` in the binary format have a decimal text form here.
 pub fn has_decimal_text(oid: u32) -> bool {
     matches!(oid, INT2_OID | INT4_OID | INT8_OID | NUMERIC_OID)
+}
+
+const INET_OID: u32 = 869;
+const CIDR_OID: u32 = 650;
+
+/// Deepest array nesting (arrays of arrays are one array in PostgreSQL; this bounds a
+/// hostile element type chain).
+const MAX_DEPTH: usize = 4;
+
+/// Types whose binary values hold no text a detector could match, as in the text format
+/// (`bool`, floats, dates and times, `uuid`, `bytea`, OID types, `money`, `macaddr`).
+fn holds_no_text(oid: u32) -> bool {
+    matches!(
+        oid,
+        16 | 17
+            | 26
+            | 700
+            | 701
+            | 790
+            | 829
+            | 774
+            | 1082
+            | 1083
+            | 1114
+            | 1184
+            | 1186
+            | 1266
+            | 2950
+            | 24
+            | 2202
+            | 2203
+            | 2204
+            | 2205
+            | 2206
+            | 3734
+            | 3769
+            | 4089
+            | 4096
+    )
+}
+
+/// The element type of the well-known array types (`text[]`, `int8[]`, `inet[]`...).
+fn array_element(oid: u32) -> Option<u32> {
+    Some(match oid {
+        1009 => 25,
+        1015 => 1043,
+        1014 => 1042,
+        1003 => 19,
+        1002 => 18,
+        199 => 114,
+        3807 => 3802,
+        143 => 142,
+        1005 => INT2_OID,
+        1007 => INT4_OID,
+        1016 => INT8_OID,
+        1231 => NUMERIC_OID,
+        1041 => INET_OID,
+        651 => CIDR_OID,
+        _ => return None,
+    })
+}
+
+/// How a binary value that is not text-like is shown to the detectors: each text of
+/// [`binary_texts`].
+pub enum Shown {
+    /// Nothing a detector could match (a `bool`, a date, a `uuid`...).
+    Nothing,
+    /// These texts; the value is masked when a detector matches in any.
+    Texts,
+    /// The value cannot be read as its type says: it is masked whole (fail closed).
+    Unreadable,
+}
+
+/// Calls `each` with every text the detectors should see in the binary value `value` of
+/// type `oid` (not text-like), as [`Shown`] describes; `each` returns `true` to stop (a
+/// match). `text_like` tells which element types are text.
+///
+/// ```
+/// use hoop_postgres::binary_text::{Shown, binary_texts};
+///
+/// let mut seen = Vec::new();
+/// let shown = binary_texts(20, &4111111111111111i64.to_be_bytes(), &|_| false, &mut |t| {
+///     seen.push(t.to_owned());
+///     false
+/// });
+/// assert!(matches!(shown, Shown::Texts));
+/// assert_eq!(seen, ["4111111111111111"]);
+/// ```
+pub fn binary_texts(
+    oid: u32,
+    value: &[u8],
+    text_like: &dyn Fn(u32) -> bool,
+    each: &mut dyn FnMut(&str) -> bool,
+) -> Shown {
+    let mut stop = false;
+    let ok = texts(
+        oid,
+        value,
+        text_like,
+        &mut |t| {
+            stop = stop || each(t);
+            stop
+        },
+        0,
+    );
+    match ok {
+        Some(true) => Shown::Texts,
+        Some(false) => Shown::Nothing,
+        None => Shown::Unreadable,
+    }
+}
+
+/// `Some(true)` when texts were shown, `Some(false)` when the type holds none, `None`
+/// when the value is not a valid encoding.
+fn texts(
+    oid: u32,
+    value: &[u8],
+    text_like: &dyn Fn(u32) -> bool,
+    each: &mut dyn FnMut(&str) -> bool,
+    depth: usize,
+) -> Option<bool> {
+    if text_like(oid) {
+        let body = if oid == 3802 { value.get(1..)? } else { value };
+        each(std::str::from_utf8(body).ok()?);
+        return Some(true);
+    }
+    if has_decimal_text(oid) {
+        let mut small = SmallText::default();
+        if decimal_text(oid, value, &mut small) {
+            each(small.as_str());
+        } else {
+            let mut long = String::new();
+            if !decimal_text(oid, value, &mut long) {
+                return None;
+            }
+            each(&long);
+        }
+        return Some(true);
+    }
+    if matches!(oid, INET_OID | CIDR_OID) {
+        let mut t = SmallText::default();
+        inet_text(value, &mut t)?;
+        each(t.as_str());
+        return Some(true);
+    }
+    if holds_no_text(oid) {
+        return Some(false);
+    }
+    if let Some(element) = array_element(oid) {
+        if depth >= MAX_DEPTH {
+            return None;
+        }
+        let mut any = false;
+        for e in array_elements(value, element)?.into_iter().flatten() {
+            any |= texts(element, e, text_like, each, depth + 1)?;
+        }
+        return Some(any);
+    }
+    // A type of unknown layout: its bytes as text. Strings inside a composite, an enum
+    // label or an extension type's text appear whole between the binary framing.
+    each(&String::from_utf8_lossy(value));
+    // A record (anonymous or composite) also shows each field as its own type does (a
+    // number's digits). A value that only looks like a record keeps the view above.
+    if depth < MAX_DEPTH
+        && let Some(fields) = record_fields(value)
+    {
+        let mut shown = Vec::new();
+        let decoded = fields.iter().all(|(oid, v)| {
+            v.is_none_or(|v| {
+                texts(
+                    *oid,
+                    v,
+                    text_like,
+                    &mut |t| {
+                        shown.push(t.to_owned());
+                        false
+                    },
+                    depth + 1,
+                )
+                .is_some()
+            })
+        });
+        if decoded {
+            for t in &shown {
+                if each(t) {
+                    break;
+                }
+            }
+        }
+    }
+    Some(true)
+}
+
+/// A field of a binary record: its type and its value (`None`: NULL).
+type Field<'v> = (u32, Option<&'v [u8]>);
+
+/// The fields of a binary record: a count, then for each field its type OID, its length
+/// (-1 for NULL) and its bytes. `None` unless the bytes are exactly that.
+fn record_fields(v: &[u8]) -> Option<Vec<Field<'_>>> {
+    let int = |at: usize| -> Option<i32> {
+        let b = v.get(at..at + 4)?;
+        Some(i32::from_be_bytes([
+            *b.first()?,
+            *b.get(1)?,
+            *b.get(2)?,
+            *b.get(3)?,
+        ]))
+    };
+    let n = usize::try_from(int(0)?).ok()?;
+    // Each field takes at least 8 bytes.
+    if n > v.len() / 8 {
+        return None;
+    }
+    let mut at = 4;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let oid = u32::from_be_bytes(int(at)?.to_be_bytes());
+        let len = int(at + 4)?;
+        at += 8;
+        if len == -1 {
+            out.push((oid, None));
+            continue;
+        }
+        let len = usize::try_from(len).ok()?;
+        out.push((oid, Some(v.get(at..at + len)?)));
+        at += len;
+    }
+    (at == v.len()).then_some(out)
+}
+
+/// The elements of a binary array whose element type must be `element`: `None` for a
+/// malformed array or one of another element type.
+fn array_elements(v: &[u8], element: u32) -> Option<Vec<Option<&[u8]>>> {
+    let int = |at: usize| -> Option<i32> {
+        let b = v.get(at..at + 4)?;
+        Some(i32::from_be_bytes([
+            *b.first()?,
+            *b.get(1)?,
+            *b.get(2)?,
+            *b.get(3)?,
+        ]))
+    };
+    let ndim = usize::try_from(int(0)?).ok()?;
+    if ndim > 6 || u32::from_be_bytes(int(8)?.to_be_bytes()) != element {
+        return None;
+    }
+    let mut count = 1usize;
+    for d in 0..ndim {
+        count = count.checked_mul(usize::try_from(int(12 + 8 * d)?).ok()?)?;
+    }
+    if ndim == 0 {
+        count = 0;
+    }
+    let mut at = 12 + 8 * ndim;
+    // Each element takes at least its 4-byte length: a count the bytes cannot hold is
+    // refused before anything is allocated for it.
+    if count > v.len().saturating_sub(at) / 4 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = int(at)?;
+        at += 4;
+        if len == -1 {
+            out.push(None);
+            continue;
+        }
+        let len = usize::try_from(len).ok()?;
+        out.push(Some(v.get(at..at + len)?));
+        at += len;
+    }
+    (at == v.len()).then_some(out)
+}
+
+/// The text of a binary `inet`/`cidr`: family (2 for IPv4, 3 for IPv6), prefix bits,
+/// is-cidr flag, address length, address bytes. Written as the address alone (what the
+/// detectors look for).
+fn inet_text(v: &[u8], out: &mut impl Write) -> Option<()> {
+    match v {
+        [2, _, _, 4, a, b, c, d] => write!(out, "{}", std::net::Ipv4Addr::new(*a, *b, *c, *d)).ok(),
+        [3, _, _, 16, rest @ ..] => {
+            let bytes: [u8; 16] = rest.try_into().ok()?;
+            write!(out, "{}", std::net::Ipv6Addr::from(bytes)).ok()
+        }
+        _ => None,
+    }
 }
 
 /// Writes to `out` the text form of the binary value `value` of type `oid` (`int2`,

@@ -320,32 +320,28 @@ pub fn mask_value_into(
                 }
             };
         }
-        // A binary integer or numeric: the detectors see its text form, as they would in
-        // the text format, and a value they would mask becomes NULL.
-        if binary_text::has_decimal_text(oid) {
-            // On the stack unless it is a long numeric.
-            let mut small = binary_text::SmallText::default();
-            let mut long = String::new();
-            let text = if binary_text::decimal_text(oid, value, &mut small) {
-                Some(small.as_str())
-            } else if binary_text::decimal_text(oid, value, &mut long) {
-                Some(long.as_str())
-            } else {
-                None
-            };
-            if let Some(text) = text {
-                let masked = masker
-                    .mask_prepared_into(prepared, &field, text, out)
-                    .is_some();
-                out.truncate(start);
-                return if masked {
-                    MaskedValue::Null
-                } else {
-                    MaskedValue::Unchanged
-                };
-            }
+        if text_like {
+            // Not UTF-8 (a non-UTF-8 client encoding): as in the text format, a field
+            // rule still applies; detectors cannot.
+            return whole(masker);
         }
-        return whole(masker);
+        // Not text: the detectors see what the value would show in the text format (a
+        // number's digits, an address, an array's elements, the strings inside a
+        // composite), and a value they would mask becomes NULL. A value that is not a
+        // valid encoding of its type is NULL too (fail closed).
+        let mut hit = false;
+        let shown = binary_text::binary_texts(oid, value, &is_text_like, &mut |text| {
+            hit = masker
+                .mask_prepared_into(prepared, &field, text, out)
+                .is_some();
+            out.truncate(start);
+            hit
+        });
+        return match shown {
+            binary_text::Shown::Texts if hit => MaskedValue::Null,
+            binary_text::Shown::Unreadable => MaskedValue::Null,
+            binary_text::Shown::Texts | binary_text::Shown::Nothing => MaskedValue::Unchanged,
+        };
     }
     let Ok(s) = std::str::from_utf8(value) else {
         // Not UTF-8 in a text-format value (a non-UTF-8 client encoding): a field rule
@@ -353,6 +349,21 @@ pub fn mask_value_into(
         return whole(masker);
     };
     match masker.mask_prepared_into(prepared, &field, s, out) {
+        // An array or a record (`{1,4111111111111111}`, `(1,4111111111111111)`): its
+        // elements are also seen apart, as in the binary format. A detector may take a
+        // digit after `,` for the rest of a number ("1,234") and miss the value there.
+        None if !text_like && s.starts_with(['{', '(']) && s.contains(',') => {
+            let apart = s.replace(',', "\n");
+            let hit = masker
+                .mask_prepared_into(prepared, &field, &apart, out)
+                .is_some();
+            out.truncate(start);
+            if hit {
+                MaskedValue::Null
+            } else {
+                MaskedValue::Unchanged
+            }
+        }
         None => MaskedValue::Unchanged,
         Some(_) if text_like => {
             if is_json(oid) {

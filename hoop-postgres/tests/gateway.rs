@@ -536,6 +536,68 @@ async fn binary_numbers_pass_the_detectors() {
     );
 }
 
+/// Any value's raw binary form, to tell NULL from a value whatever the type.
+struct RawAny;
+
+impl<'a> tokio_postgres::types::FromSql<'a> for RawAny {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        _: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawAny)
+    }
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+}
+
+/// Values that hold text without being text: arrays, addresses, composites. In the
+/// binary format the detectors see what the text format shows (the elements, the
+/// address, the strings of a record), so the same values are masked (NULL) in both
+/// formats, and the others pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_containers_pass_the_detectors() {
+    let gw = Gateway::start(Setup::default()).await;
+    let c = connect(&gw, BOB).await;
+    let masked = [
+        "array['x', 'alice@example.com']::text[]",
+        "array[1, 4111111111111111]::int8[]",
+        "array[array['10.1.2.3'::inet]]",
+        "'10.1.2.3'::inet",
+        "'2001:db8::1'::inet",
+        "row('alice@example.com', 1)",
+        "array[4111111111111111.00]::numeric[]",
+        "row(1, 4111111111111111::int8)",
+    ];
+    let clean = [
+        "array['x', 'y']::text[]",
+        "array[1, 2, null]::int8[]",
+        "row('x', 1)",
+        "row(1, 2::int8)",
+        "'2026-11-23'::date",
+        "true",
+        "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid",
+    ];
+    for (values, want_null) in [(&masked[..], true), (&clean[..], false)] {
+        for v in values {
+            let q = format!("select {v} as v");
+            // Binary (extended protocol).
+            let row = c.query_one(&q, &[]).await.unwrap();
+            let binary = row.get::<_, Option<RawAny>>(0).is_none();
+            // Text (simple query).
+            let rows = c.simple_query(&q).await.unwrap();
+            let text = rows
+                .iter()
+                .find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).is_none()),
+                    _ => None,
+                })
+                .unwrap();
+            assert_eq!((binary, text), (want_null, want_null), "{v}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_detail_values_are_masked() {
     let gw = Gateway::start(Setup::default()).await;
