@@ -922,6 +922,11 @@ impl Session {
             return Ok((b.boxed_unsync(), Masked::Live(count)));
         }
         let kind = BodyKind::of(headers);
+        if kind == BodyKind::Sealed {
+            return Err(HttpError::Body(String::from(
+                "the response's content type cannot be inspected for masking (ask for JSON)",
+            )));
+        }
         if kind == BodyKind::Opaque {
             return Ok((
                 body.map_err(BoxError::from).boxed_unsync(),

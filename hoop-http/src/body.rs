@@ -14,10 +14,49 @@ use serde_json::Value;
 pub enum BodyKind {
     /// `application/json` or `*/*+json`: masked by key name and by detectors.
     Json,
-    /// `text/*`: masked by detectors.
+    /// `text/*`, the textual `application/` types (XML, YAML, form data, JavaScript,
+    /// CSV, NDJSON) and a response without a `Content-Type`: masked by detectors (a body
+    /// that is then not UTF-8 is refused).
     Text,
-    /// Anything else: not inspected.
+    /// Structured binary encodings the gateway cannot read (protobuf, including
+    /// Kubernetes', MessagePack, CBOR, Avro, gRPC): refused while masking rules are in
+    /// force, so that asking for another encoding cannot get around them.
+    Sealed,
+    /// Anything else (images, archives, `application/octet-stream`...): not inspected.
     Opaque,
+}
+
+/// Media types that carry structured data in a binary encoding the masking cannot read.
+pub fn is_sealed_media_type(mime: &str) -> bool {
+    let mime = mime.trim().to_ascii_lowercase();
+    mime.contains("protobuf")
+        || mime.contains("msgpack")
+        || mime.contains("messagepack")
+        || mime.ends_with("cbor")
+        || mime.contains("avro")
+        || mime.starts_with("application/grpc")
+        || mime.starts_with("application/x-thrift")
+        || mime.starts_with("application/vnd.apache.thrift")
+}
+
+/// Textual `application/` types, masked like `text/*`.
+fn is_textual_application(mime: &str) -> bool {
+    matches!(
+        mime,
+        "application/xml"
+            | "application/yaml"
+            | "application/x-yaml"
+            | "application/x-www-form-urlencoded"
+            | "application/javascript"
+            | "application/ecmascript"
+            | "application/csv"
+            | "application/x-ndjson"
+            | "application/jsonl"
+            | "application/graphql"
+            | "application/sql"
+            | "application/x-sh"
+    ) || mime.ends_with("+xml")
+        || mime.ends_with("+yaml")
 }
 
 impl BodyKind {
@@ -27,7 +66,8 @@ impl BodyKind {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
         else {
-            return BodyKind::Opaque;
+            // Unlabelled: read as text (what cannot be read so is refused).
+            return BodyKind::Text;
         };
         let mime = ct
             .split(';')
@@ -37,8 +77,10 @@ impl BodyKind {
             .to_ascii_lowercase();
         if mime == "application/json" || mime.ends_with("+json") {
             BodyKind::Json
-        } else if mime.starts_with("text/") {
+        } else if mime.starts_with("text/") || is_textual_application(&mime) {
             BodyKind::Text
+        } else if is_sealed_media_type(&mime) {
+            BodyKind::Sealed
         } else {
             BodyKind::Opaque
         }
@@ -221,6 +263,11 @@ pub fn mask_body(
     let r = match kind {
         BodyKind::Json => mask_json(masker, data)?,
         BodyKind::Text => mask_text(masker, data)?,
+        BodyKind::Sealed => {
+            return Err(String::from(
+                "the response's content type cannot be inspected for masking",
+            ));
+        }
         BodyKind::Opaque => None,
     };
     Ok(r.map(|(v, n)| (Bytes::from(v), n)))
@@ -334,7 +381,25 @@ mod tests {
     #[test]
     fn kinds() {
         let mut h = HeaderMap::new();
-        assert_eq!(BodyKind::of(&h), BodyKind::Opaque);
+        // Unlabelled: read as text, never passed through unread.
+        assert_eq!(BodyKind::of(&h), BodyKind::Text);
+        for (ct, kind) in [
+            ("application/xml", BodyKind::Text),
+            ("application/atom+xml", BodyKind::Text),
+            ("application/x-www-form-urlencoded", BodyKind::Text),
+            ("application/yaml", BodyKind::Text),
+            ("application/vnd.kubernetes.protobuf", BodyKind::Sealed),
+            ("application/x-protobuf", BodyKind::Sealed),
+            ("application/msgpack", BodyKind::Sealed),
+            ("application/cbor", BodyKind::Sealed),
+            ("application/grpc+proto", BodyKind::Sealed),
+            ("application/octet-stream", BodyKind::Opaque),
+            ("image/png", BodyKind::Opaque),
+        ] {
+            h.insert("content-type", ct.parse().unwrap());
+            assert_eq!(BodyKind::of(&h), kind, "{ct}");
+        }
+        assert!(mask_body(&M, BodyKind::Sealed, b"x").is_err());
         h.insert(
             "content-type",
             "application/json; charset=utf-8".parse().unwrap(),

@@ -153,11 +153,38 @@ fn restrict_accept_encoding(headers: &mut HeaderMap) {
     }
 }
 
+/// Drops from `Accept` the media types the masking cannot read (protobuf, MessagePack,
+/// CBOR...): a client that also accepts others gets those; one that accepts only such a
+/// type is asked for JSON instead (Kubernetes clients fall back to it).
+fn restrict_accept(headers: &mut HeaderMap) {
+    let Some(v) = headers.get(header::ACCEPT) else {
+        return;
+    };
+    let all = v.to_str().unwrap_or("");
+    let kept: Vec<&str> = all
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !crate::body::is_sealed_media_type(t.split(';').next().unwrap_or("")))
+        .collect();
+    if kept.len() == all.split(',').count() && v.to_str().is_ok() {
+        return;
+    }
+    let joined = kept.join(", ");
+    match HeaderValue::from_str(&joined) {
+        Ok(v) if !joined.is_empty() => {
+            headers.insert(header::ACCEPT, v);
+        }
+        _ => {
+            headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        }
+    }
+}
+
 /// Rewrites the headers of a request on its way to the target: hop-by-hop headers, the
 /// client's `Authorization` / `Proxy-Authorization` and configured cookies removed,
 /// `Forwarded` / `X-Forwarded-*` replaced by what the gateway saw, `Host` set to the
 /// target, and the target credential injected. `masking` restricts `Accept-Encoding` to
-/// codings the gateway decodes.
+/// codings the gateway decodes and `Accept` to media types it can read.
 pub fn prepare_request(
     headers: &mut HeaderMap,
     target: &HttpTarget,
@@ -202,6 +229,7 @@ pub(crate) fn prepare_request_with(
     headers.insert(header::HOST, host);
     if masking {
         restrict_accept_encoding(headers);
+        restrict_accept(headers);
     }
     if let Some((name, value)) = credential {
         headers.insert(name, value);
@@ -323,6 +351,40 @@ mod tests {
         assert_eq!(h["host"], "api.internal");
         assert_eq!(h["cookie"], "a=1; b=2");
         assert_eq!(h["accept-encoding"], "gzip;q=0.5");
+    }
+
+    /// Under masking a client cannot ask for an encoding the masking cannot read.
+    #[test]
+    fn accept_loses_unreadable_media_types_under_masking() {
+        let peer = "10.1.2.3:5555".parse().unwrap();
+        for (accept, masking, want) in [
+            (
+                "application/vnd.kubernetes.protobuf, application/json",
+                true,
+                "application/json",
+            ),
+            (
+                "application/vnd.kubernetes.protobuf",
+                true,
+                "application/json",
+            ),
+            ("application/msgpack;q=1, */*;q=0.1", true, "*/*;q=0.1"),
+            (
+                "application/json, text/plain",
+                true,
+                "application/json, text/plain",
+            ),
+            (
+                "application/vnd.kubernetes.protobuf",
+                false,
+                "application/vnd.kubernetes.protobuf",
+            ),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert("accept", HeaderValue::from_str(accept).unwrap());
+            prepare_request(&mut h, &target(), peer, false, masking).unwrap();
+            assert_eq!(h["accept"], want, "{accept} masking={masking}");
+        }
     }
 
     #[test]

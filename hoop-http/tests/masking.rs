@@ -125,6 +125,25 @@ async fn text_masked_opaque_untouched() {
         .curl_async(&["-H", &bearer(ALICE), &gw.url("/bin")])
         .await;
     assert_eq!(body, "bob@example.com");
+    // Unlabelled and textual application types are text; a structured binary encoding
+    // the masking cannot read is refused.
+    let (status, body) = gw
+        .curl_async(&["-H", &bearer(ALICE), &gw.url("/no-type")])
+        .await;
+    assert_eq!((status, body.as_str()), (200, "[REDACTED:EMAIL]\n"));
+    let (status, body) = gw
+        .curl_async(&["-H", &bearer(ALICE), &gw.url("/xml")])
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        !body.contains("bob@") && body.contains("[REDACTED:EMAIL]"),
+        "{body}"
+    );
+    let (status, body) = gw
+        .curl_async(&["-H", &bearer(ALICE), &gw.url("/proto")])
+        .await;
+    assert_eq!(status, 502, "{body}");
+    assert!(!body.contains("bob@"), "{body}");
 }
 
 /// A body declared JSON that is not JSON fails closed with the detectors of the rule

@@ -140,6 +140,21 @@ async fn route(mut req: Request<Incoming>, seen: Arc<Mutex<Vec<Seen>>>) -> Respo
             resp(200, "application/json", r#"{"slow":true}"#)
         }
         "/plain-json" => resp(200, "application/json", r#"{"ok":true,"n":[1,2,3]}"#),
+        // No Content-Type at all.
+        "/no-type" => Response::builder()
+            .status(200)
+            .body(Full::new(Bytes::from_static(b"contact: bob@example.com\n")).boxed_unsync())
+            .unwrap(),
+        "/xml" => resp(
+            200,
+            "application/xml",
+            "<user><mail>bob@example.com</mail></user>",
+        ),
+        "/proto" => resp(
+            200,
+            "application/x-protobuf",
+            &b"\x0a\x0fbob@example.com"[..],
+        ),
         // Declared JSON, is not: a card number outside quotes.
         "/not-json" => resp(200, "application/json", "4111 1111 1111 1111\n"),
         "/upload" => {
