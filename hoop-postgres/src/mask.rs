@@ -664,6 +664,47 @@ pub fn mask_error_fields(masker: &dyn Masker, frame: Frame) -> Result<(Frame, u3
     ))
 }
 
+/// Masks the payload of a NotificationResponse with the content detectors: a `NOTIFY`
+/// payload is free text, often a row a trigger sent (`pg_notify('c', row_to_json(NEW))`).
+pub fn mask_notification(masker: &dyn Masker, frame: Frame) -> Result<(Frame, u32), PgError> {
+    let mut c = crate::messages::Cursor::new(frame.body(), "NotificationResponse");
+    let pid = c.i32()?;
+    let channel = c.cstr()?;
+    let payload = c.cstr()?;
+    c.finish()?;
+    match masker.mask(&Field::anonymous(), payload) {
+        Cow::Borrowed(_) => Ok((frame, 0)),
+        Cow::Owned(m) => {
+            let mut body = pid.to_be_bytes().to_vec();
+            crate::messages::put_cstr(&mut body, channel);
+            // A NUL would end the string early: none is left in it.
+            crate::messages::put_cstr(&mut body, &m.replace('\0', ""));
+            Ok((Frame::new(tags::NOTIFICATION, &body), 1))
+        }
+    }
+}
+
+/// Masks the result of a FunctionCall (large-object reads by `loread` among others):
+/// when the content detectors find something in it, read as text, the result becomes
+/// NULL. A function result has no column to keep a masked text valid for.
+pub fn mask_function_result(masker: &dyn Masker, frame: Frame) -> Result<(Frame, u32), PgError> {
+    let mut c = crate::messages::Cursor::new(frame.body(), "FunctionCallResponse");
+    let value = c.value()?;
+    c.finish()?;
+    let Some(value) = value else {
+        return Ok((frame, 0));
+    };
+    match masker.mask(&Field::anonymous(), &String::from_utf8_lossy(value)) {
+        Cow::Borrowed(_) => Ok((frame, 0)),
+        Cow::Owned(_) => Ok((null_function_result(), 1)),
+    }
+}
+
+/// A FunctionCallResponse with a NULL result.
+pub fn null_function_result() -> Frame {
+    Frame::new(tags::FUNCTION_CALL_RESPONSE, &(-1i32).to_be_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

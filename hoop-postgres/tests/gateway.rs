@@ -804,6 +804,16 @@ async fn notifications_pass_through() {
         .unwrap()
         .unwrap();
     assert_eq!(payload, "hello");
+    // A payload is free text (often a row a trigger sent): the detectors mask it.
+    other
+        .batch_execute(r#"select pg_notify('hoop_channel', '{"email":"alice@example.com"}')"#)
+        .await
+        .unwrap();
+    let payload = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(payload, r#"{"email":"[REDACTED:EMAIL]"}"#);
 }
 
 /// psql's `\lo_import` writes a large object with FunctionCall messages (libpq's
@@ -879,6 +889,20 @@ async fn function_calls_are_class_unknown() {
         .await;
     assert!(!text.contains("large object through"), "{text}");
     assert!(text.contains("\"decision\":\"allow\""), "{text}");
+    // A function's result passes the detectors: \lo_export reads the object with
+    // loread, whose result, holding an e-mail address, comes back NULL.
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "mail alice@example.com").unwrap();
+    let exported = dir.path().join("exported.txt");
+    let script = format!(
+        "\\lo_import {}\n\\lo_export :LASTOID {}\nselect 41 + 1;\n",
+        secret.display(),
+        exported.display()
+    );
+    let out = run(gw.clone(), script).await;
+    assert!(stdout(&out).contains("42"), "{}", stderr(&out));
+    let got = std::fs::read_to_string(&exported).unwrap_or_default();
+    assert!(!got.contains("alice@example.com"), "exported: {got:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

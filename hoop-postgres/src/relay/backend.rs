@@ -306,8 +306,24 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
                 }
                 _ => self.pass(h, stop).await,
             },
+            // A function result too long to inspect: NULL (its body is skipped unread).
+            tags::FUNCTION_CALL_RESPONSE if !noop && body_len > self.inspect_max => {
+                self.reader.start_body()?;
+                while self.reader.body_left() > 0 {
+                    let piece = tokio::select! {
+                        p = self.reader.body_chunk(PIECE) => p?,
+                        _ = stop.cancelled() => return Ok(LargeOutcome::Stopped),
+                    };
+                    drop(piece);
+                    self.activity.touch();
+                }
+                self.masked_total += 1;
+                Ok(LargeOutcome::Rewritten(crate::mask::null_function_result()))
+            }
             // Parsed by `handle`: read whole (up to the message limit).
-            tags::DATA_ROW
+            tags::FUNCTION_CALL_RESPONSE
+            | tags::NOTIFICATION
+            | tags::DATA_ROW
             | tags::ROW_DESCRIPTION
             | tags::NO_DATA
             | tags::PARSE_COMPLETE
@@ -705,8 +721,17 @@ impl<'a, R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Backend<'a, R, W> {
                 self.masked_total += u64::from(n);
                 Ok(Some(f))
             }
-            // ParameterStatus, NotificationResponse, ParameterDescription, CopyIn,
-            // FunctionCallResponse: pass.
+            tags::NOTIFICATION if !self.masker.is_noop() => {
+                let (f, n) = crate::mask::mask_notification(self.masker, frame)?;
+                self.masked_total += u64::from(n);
+                Ok(Some(f))
+            }
+            tags::FUNCTION_CALL_RESPONSE if !self.masker.is_noop() => {
+                let (f, n) = crate::mask::mask_function_result(self.masker, frame)?;
+                self.masked_total += u64::from(n);
+                Ok(Some(f))
+            }
+            // ParameterStatus, ParameterDescription, CopyIn: pass.
             _ => Ok(Some(frame)),
         }
     }
