@@ -12,6 +12,19 @@ mod common;
 use common::{ALICE, Gateway, Setup, bearer, upstream};
 use serde_json::Value;
 
+/// A gateway in front of `up` with `masker` instead of the test masker.
+async fn with_masker(up: &upstream::Upstream, masker: hoop_core::masking::RuleMasker) -> Gateway {
+    Gateway::start(
+        up.addr,
+        up.ca_path.clone(),
+        Setup {
+            masker: std::sync::Arc::new(masker),
+            ..Setup::default()
+        },
+    )
+    .await
+}
+
 fn check_users(body: &str) {
     let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
     assert_eq!(v["users"][0]["email"], "[REDACTED:EMAIL]");
@@ -157,15 +170,7 @@ async fn a_json_body_that_is_not_json_fails_closed() {
         .all_detectors(Strategy::Redact)
         .build()
         .unwrap();
-    let gw = Gateway::start(
-        up.addr,
-        up.ca_path.clone(),
-        Setup {
-            masker: std::sync::Arc::new(masker),
-            ..Setup::default()
-        },
-    )
-    .await;
+    let gw = with_masker(&up, masker).await;
     let (status, body) = gw
         .curl_async(&["-H", &bearer(ALICE), &gw.url("/not-json")])
         .await;
@@ -224,15 +229,7 @@ async fn rule_masker_from_hoop_core() {
         .build()
         .unwrap();
     let up = upstream::start(None).await;
-    let gw = Gateway::start(
-        up.addr,
-        up.ca_path.clone(),
-        Setup {
-            masker: std::sync::Arc::new(masker),
-            ..Setup::default()
-        },
-    )
-    .await;
+    let gw = with_masker(&up, masker).await;
     for path in ["/users", "/gzip"] {
         let (status, body) = gw
             .curl_async(&["--compressed", "-H", &bearer(ALICE), &gw.url(path)])

@@ -456,21 +456,12 @@ async fn masked_json_columns_stay_json() {
     let gw = Gateway::start(Setup::default()).await;
     let c = connect(&gw, BOB).await;
     // Text format (simple query): a whole-value rule and a detector on a number.
-    let rows = c
-        .simple_query(
-            r#"select '{"n":"123-45-6789"}'::json as ssn, '[4111111111111111]'::json as note"#,
-        )
-        .await
-        .unwrap();
-    let row = rows
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
-            _ => None,
-        })
-        .unwrap();
-    for i in 0..2 {
-        let text = row.get(i).unwrap();
+    let row = first_row_text(
+        &c,
+        r#"select '{"n":"123-45-6789"}'::json as ssn, '[4111111111111111]'::json as note"#,
+    )
+    .await;
+    for text in row.iter().map(|v| v.as_deref().unwrap()) {
         let v: serde_json::Value =
             serde_json::from_str(text).unwrap_or_else(|e| panic!("{text:?} is not JSON: {e}"));
         assert!(v.to_string().contains("REDACTED"), "{text}");
@@ -487,18 +478,31 @@ async fn masked_json_columns_stay_json() {
     assert_eq!(v, serde_json::json!("[REDACTED:SSN]"));
 }
 
-/// A numeric value's raw binary form (tokio-postgres has no `numeric` type of its own).
-struct RawNumeric;
+/// The values of the first row a simple query (text format) returns.
+async fn first_row_text(c: &tokio_postgres::Client, q: &str) -> Vec<Option<String>> {
+    let rows = c.simple_query(q).await.unwrap();
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+            }
+            _ => None,
+        })
+        .unwrap()
+}
 
-impl<'a> tokio_postgres::types::FromSql<'a> for RawNumeric {
+/// Any value's raw binary form, to tell NULL from a value whatever the type.
+struct RawAny;
+
+impl<'a> tokio_postgres::types::FromSql<'a> for RawAny {
     fn from_sql(
         _: &tokio_postgres::types::Type,
         _: &'a [u8],
     ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(RawNumeric)
+        Ok(RawAny)
     }
-    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
-        *ty == tokio_postgres::types::Type::NUMERIC
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
     }
 }
 
@@ -515,40 +519,18 @@ async fn binary_numbers_pass_the_detectors() {
     // Binary (tokio-postgres' extended protocol).
     let row = c.query_one(q, &[]).await.unwrap();
     assert_eq!(row.get::<_, Option<i64>>("a"), None);
-    assert!(row.get::<_, Option<RawNumeric>>("b").is_none());
-    assert!(row.get::<_, Option<RawNumeric>>("c").is_none());
+    assert!(row.get::<_, Option<RawAny>>("b").is_none());
+    assert!(row.get::<_, Option<RawAny>>("c").is_none());
     assert_eq!(row.get::<_, Option<i64>>("d"), Some(1234));
     assert_eq!(row.get::<_, Option<i32>>("e"), Some(42));
-    assert!(row.get::<_, Option<RawNumeric>>("f").is_some());
+    assert!(row.get::<_, Option<RawAny>>("f").is_some());
     // Text (simple query): the same columns, the same outcome.
-    let rows = c.simple_query(q).await.unwrap();
-    let row = rows
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
-            _ => None,
-        })
-        .unwrap();
-    let got: Vec<Option<&str>> = (0..6).map(|i| row.get(i)).collect();
+    let got = first_row_text(&c, q).await;
+    let got: Vec<Option<&str>> = got.iter().map(Option::as_deref).collect();
     assert_eq!(
         got,
         [None, None, None, Some("1234"), Some("42"), Some("12.50")]
     );
-}
-
-/// Any value's raw binary form, to tell NULL from a value whatever the type.
-struct RawAny;
-
-impl<'a> tokio_postgres::types::FromSql<'a> for RawAny {
-    fn from_sql(
-        _: &tokio_postgres::types::Type,
-        _: &'a [u8],
-    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(RawAny)
-    }
-    fn accepts(_: &tokio_postgres::types::Type) -> bool {
-        true
-    }
 }
 
 /// Values that hold text without being text: arrays, addresses, composites. In the
@@ -585,14 +567,10 @@ async fn binary_containers_pass_the_detectors() {
             let row = c.query_one(&q, &[]).await.unwrap();
             let binary = row.get::<_, Option<RawAny>>(0).is_none();
             // Text (simple query).
-            let rows = c.simple_query(&q).await.unwrap();
-            let text = rows
-                .iter()
-                .find_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).is_none()),
-                    _ => None,
-                })
-                .unwrap();
+            let text = first_row_text(&c, &q)
+                .await
+                .first()
+                .is_some_and(Option::is_none);
             assert_eq!((binary, text), (want_null, want_null), "{v}");
         }
     }
@@ -795,25 +773,24 @@ async fn notifications_pass_through() {
     };
     listener.batch_execute("listen hoop_channel").await.unwrap();
     let other = connect(&gw, BOB).await;
-    other
-        .batch_execute("notify hoop_channel, 'hello'")
-        .await
-        .unwrap();
-    let payload = tokio::time::timeout(Duration::from_secs(60), rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(payload, "hello");
     // A payload is free text (often a row a trigger sent): the detectors mask it.
-    other
-        .batch_execute(r#"select pg_notify('hoop_channel', '{"email":"alice@example.com"}')"#)
-        .await
-        .unwrap();
-    let payload = tokio::time::timeout(Duration::from_secs(60), rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(payload, r#"{"email":"[REDACTED:EMAIL]"}"#);
+    for (sent, received) in [
+        ("hello", "hello"),
+        (
+            r#"{"email":"alice@example.com"}"#,
+            r#"{"email":"[REDACTED:EMAIL]"}"#,
+        ),
+    ] {
+        other
+            .execute("select pg_notify('hoop_channel', $1)", &[&sent])
+            .await
+            .unwrap();
+        let payload = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(payload, received);
+    }
 }
 
 /// psql's `\lo_import` writes a large object with FunctionCall messages (libpq's
