@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 
 use hoop_core::{ActionClass, Command};
 use sqlparser::ast::{
-    CopyLegacyOption, CopyOption, CopySource, CopyTarget, Expr, ObjectName, ObjectType, Set,
-    SetExpr, Statement, visit_expressions, visit_relations, visit_statements,
+    CopyLegacyOption, CopyOption, CopySource, CopyTarget, Expr, ObjectName, ObjectType, SelectItem,
+    Set, SetExpr, Statement, Visit, Visitor, visit_expressions, visit_relations, visit_statements,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -69,6 +69,106 @@ const PROTECTED_SETTINGS: &[&str] = &[
     "transaction_read_only",
     "session_replication_role",
 ];
+
+/// The first column masked by name (`masked(name)`: a field rule covers it) that `sql`
+/// selects under another name: with an alias (`ssn AS x`) or inside an expression
+/// (`ssn || ''`, `upper(ssn)`, `max(ssn)`). The result column then carries another name
+/// and a field rule, which matches names, would not apply to it. Plain references
+/// (`ssn`, `u.ssn`, `ssn AS ssn`) are fine. Covers every SELECT (subqueries, CTEs,
+/// UNION branches, `COPY (query)`) and the RETURNING of INSERT, UPDATE and DELETE.
+/// `None` also for text that does not parse (it is classified `unknown`).
+///
+/// ```
+/// use hoop_postgres::classify::renamed_masked_column;
+///
+/// let masked = |c: &str| c.eq_ignore_ascii_case("ssn");
+/// assert_eq!(renamed_masked_column("select ssn as x from users", &masked), Some("ssn".into()));
+/// assert_eq!(renamed_masked_column("select id from (select lower(ssn) from u) t", &masked), Some("ssn".into()));
+/// assert_eq!(renamed_masked_column("select u.ssn, name from users u where ssn > '1'", &masked), None);
+/// ```
+pub fn renamed_masked_column(sql: &str, masked: &dyn Fn(&str) -> bool) -> Option<String> {
+    struct Finder<'m> {
+        masked: &'m dyn Fn(&str) -> bool,
+    }
+    impl Visitor for Finder<'_> {
+        type Break = String;
+        fn pre_visit_query(&mut self, q: &sqlparser::ast::Query) -> ControlFlow<String> {
+            match renamed_in_set_expr(&q.body, self.masked) {
+                Some(c) => ControlFlow::Break(c),
+                None => ControlFlow::Continue(()),
+            }
+        }
+        fn pre_visit_statement(&mut self, s: &Statement) -> ControlFlow<String> {
+            let returning = match s {
+                Statement::Insert(i) => i.returning.as_deref(),
+                Statement::Update(u) => u.returning.as_deref(),
+                Statement::Delete(d) => d.returning.as_deref(),
+                _ => None,
+            };
+            match returning.and_then(|items| renamed_in_items(items, self.masked)) {
+                Some(c) => ControlFlow::Break(c),
+                None => ControlFlow::Continue(()),
+            }
+        }
+    }
+    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    match statements.visit(&mut Finder { masked }) {
+        ControlFlow::Break(c) => Some(c),
+        ControlFlow::Continue(()) => None,
+    }
+}
+
+fn renamed_in_set_expr(body: &SetExpr, masked: &dyn Fn(&str) -> bool) -> Option<String> {
+    match body {
+        SetExpr::Select(s) => renamed_in_items(&s.projection, masked),
+        SetExpr::SetOperation { left, right, .. } => {
+            renamed_in_set_expr(left, masked).or_else(|| renamed_in_set_expr(right, masked))
+        }
+        // Queries are visited on their own.
+        _ => None,
+    }
+}
+
+fn renamed_in_items(items: &[SelectItem], masked: &dyn Fn(&str) -> bool) -> Option<String> {
+    for item in items {
+        let (expr, alias) = match item {
+            SelectItem::UnnamedExpr(e) => (e, None),
+            SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias)),
+            SelectItem::ExprWithAliases { expr, .. } => (expr, None),
+            _ => continue,
+        };
+        let plain = match expr {
+            Expr::Identifier(i) => Some(&i.value),
+            Expr::CompoundIdentifier(parts) => parts.last().map(|i| &i.value),
+            _ => None,
+        };
+        match (plain, alias) {
+            (Some(_), None) => {}
+            (Some(name), Some(a)) => {
+                if masked(name) && !a.value.eq_ignore_ascii_case(name) {
+                    return Some(name.clone());
+                }
+            }
+            (None, _) => {
+                let found = visit_expressions(expr, |e| {
+                    let name = match e {
+                        Expr::Identifier(i) => Some(&i.value),
+                        Expr::CompoundIdentifier(parts) => parts.last().map(|i| &i.value),
+                        _ => None,
+                    };
+                    match name {
+                        Some(n) if masked(n) => ControlFlow::Break(n.clone()),
+                        _ => ControlFlow::Continue(()),
+                    }
+                });
+                if let ControlFlow::Break(c) = found {
+                    return Some(c);
+                }
+            }
+        }
+    }
+    None
+}
 
 /// Whether `sql` has a `COPY ... TO STDOUT` in the binary format (`FORMAT binary`, or
 /// the older `BINARY` keyword): its rows carry values the masking cannot read, so with

@@ -506,6 +506,46 @@ impl<'a> tokio_postgres::types::FromSql<'a> for RawAny {
     }
 }
 
+/// A field rule masks a column by the name its result carries; the same column under
+/// another name (an alias, an expression, a CTE, RETURNING) is refused instead of going
+/// out unmasked, while plain references and filters work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_masked_by_name_cannot_be_renamed() {
+    let gw = Gateway::start(Setup::default()).await;
+    let c = connect(&gw, BOB).await;
+    for q in [
+        "select ssn as x from users",
+        "select upper(ssn) from users",
+        "select id, ssn || '' as s from users",
+        "with t as (select ssn as s from users) select * from t",
+        "select id from users union select length(ssn) from users",
+        "update users set age = age returning ssn as s",
+    ] {
+        let err = c.simple_query(q).await.unwrap_err();
+        let db = err.as_db_error().unwrap_or_else(|| panic!("{q}: {err}"));
+        assert_eq!(db.code().code(), "42501", "{q}");
+        assert!(
+            db.message().contains("masked by name"),
+            "{q}: {}",
+            db.message()
+        );
+        // The same through the extended protocol.
+        assert!(c.query(q, &[]).await.is_err(), "{q}");
+    }
+    // Plain references are masked by the rule; filters and other columns are fine.
+    let row = first_row_text(
+        &c,
+        "select u.ssn, ssn as ssn, email from users u where ssn is not null order by id",
+    )
+    .await;
+    assert_eq!(row[0].as_deref(), Some("[REDACTED:SSN]"));
+    assert_eq!(row[1].as_deref(), Some("[REDACTED:SSN]"));
+    let n = first_row_text(&c, "select count(*) from users where ssn like '1%'").await;
+    assert_eq!(n[0].as_deref(), Some("1"));
+    let text = gw.wait_recorded(&["masked_column_renamed"]).await;
+    assert!(text.contains("\"column\":\"ssn\""), "{text}");
+}
+
 /// The detectors see binary integers and numerics as their text: a card number stored
 /// as `bigint` or `numeric` is masked (NULL, as in the text format) whichever format
 /// the client asks for, and other numbers pass unchanged.

@@ -25,6 +25,10 @@ use crate::messages::{
 /// Most named statements / portals a session may hold (bounded memory).
 const MAX_NAMED: usize = 10_000;
 
+/// Statement texts whose renamed-column check a session remembers, and the longest one.
+const RENAMED_MAX: usize = 256;
+const RENAMED_TEXT_MAX: usize = 4096;
+
 /// Largest piece of a streamed message read and written at a time.
 const PIECE: usize = 64 * 1024;
 
@@ -65,9 +69,12 @@ pub struct Frontend<'a, R, W> {
     pub cache: &'a ClassCache,
     /// The target is read-only: attempts to lift it are refused.
     pub read_only: bool,
-    /// Masking rules are in force: output that cannot be masked (binary COPY) is
-    /// refused.
-    pub masking: bool,
+    /// The masker: with rules in force, output that cannot be masked (binary COPY, a
+    /// column masked by name but selected under another name) is refused.
+    pub masker: &'a dyn hoop_core::Masker,
+    /// Statement text -> the column it selects under another name although a field
+    /// rule masks it (bounded; see [`crate::classify::renamed_masked_column`]).
+    pub renamed: HashMap<Arc<str>, Option<String>>,
     /// Set on every message, for the idle timeout.
     pub activity: &'a super::Activity,
     /// Statement name -> its command.
@@ -104,6 +111,27 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
             .map_err(|_| PgError::Refused("session ended".into()))
     }
 
+    /// [`crate::classify::renamed_masked_column`] for this session's masker, remembered
+    /// per statement text.
+    fn renamed_masked_column(&mut self, sql: &str) -> Option<String> {
+        if let Some(found) = self.renamed.get(sql) {
+            return found.clone();
+        }
+        let masker = self.masker;
+        let found = crate::classify::renamed_masked_column(sql, &|name| {
+            masker.masks_field(&hoop_core::Field::named(name))
+        });
+        // Short texts only, a bounded number of them: repeated statements are what the
+        // cache is for.
+        if sql.len() <= RENAMED_TEXT_MAX {
+            if self.renamed.len() >= RENAMED_MAX {
+                self.renamed.clear();
+            }
+            self.renamed.insert(Arc::from(sql), found.clone());
+        }
+        found
+    }
+
     /// Decides a command: `Ok(None)` to forward it, `Ok(Some(frame))` with the
     /// ErrorResponse to give instead. A review holds here: nothing the client sent after
     /// the statement is read before the verdict.
@@ -112,7 +140,19 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
         cmd: &Arc<Command>,
         stop: &CancellationToken,
     ) -> Result<Option<Frame>, PgError> {
-        if self.masking && crate::classify::copies_binary_out(&cmd.text) {
+        if !self.masker.is_noop()
+            && let Some(column) = self.renamed_masked_column(&cmd.text)
+        {
+            self.auth.record(hoop_core::Event::Note {
+                kind: "masked_column_renamed".into(),
+                detail: serde_json::json!({ "text": cmd.text, "column": column }),
+            })?;
+            info!(%column, "statement refused: a column masked by name is selected under another name");
+            return Ok(Some(denial(&format!(
+                "column {column:?} is masked by name: select it as itself, without an alias or an expression around it"
+            ))));
+        }
+        if !self.masker.is_noop() && crate::classify::copies_binary_out(&cmd.text) {
             self.auth.record(hoop_core::Event::Note {
                 kind: "binary_copy_refused".into(),
                 detail: serde_json::json!({ "text": cmd.text }),
