@@ -184,8 +184,13 @@ fn renamed_in_items(items: &[SelectItem], masked: &dyn Fn(&str) -> bool) -> Opti
 /// assert!(!copies_binary_out("select 'copy binary'"));
 /// ```
 pub fn copies_binary_out(sql: &str) -> bool {
-    let lower = sql.to_ascii_lowercase();
-    if !(lower.contains("copy") && lower.contains("binary")) {
+    // Checked on every statement under masking: without allocating.
+    let has = |word: &str| {
+        sql.as_bytes()
+            .windows(word.len())
+            .any(|w| w.eq_ignore_ascii_case(word.as_bytes()))
+    };
+    if !(has("copy") && has("binary")) {
         return false;
     }
     match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
