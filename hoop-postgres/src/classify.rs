@@ -87,87 +87,93 @@ const PROTECTED_SETTINGS: &[&str] = &[
 /// assert_eq!(renamed_masked_column("select u.ssn, name from users u where ssn > '1'", &masked), None);
 /// ```
 pub fn renamed_masked_column(sql: &str, masked: &dyn Fn(&str) -> bool) -> Option<String> {
-    struct Finder<'m> {
-        masked: &'m dyn Fn(&str) -> bool,
-    }
-    impl Visitor for Finder<'_> {
-        type Break = String;
-        fn pre_visit_query(&mut self, q: &sqlparser::ast::Query) -> ControlFlow<String> {
-            match renamed_in_set_expr(&q.body, self.masked) {
-                Some(c) => ControlFlow::Break(c),
-                None => ControlFlow::Continue(()),
+    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    renamed_columns(&statements).into_iter().find(|c| masked(c))
+}
+
+/// Every column name `statements` select under another name (see
+/// [`renamed_masked_column`]), each once: what a session checks against its masker's
+/// field rules. Literals play no part, so the list holds for every text of one literal
+/// shape ([`ClassCache`] keeps it with the classification).
+pub fn renamed_columns(statements: &[Statement]) -> Vec<String> {
+    struct Collect(Vec<String>);
+    impl Collect {
+        fn add(&mut self, name: &str) {
+            if !self.0.iter().any(|n| n == name) {
+                self.0.push(name.to_owned());
             }
         }
-        fn pre_visit_statement(&mut self, s: &Statement) -> ControlFlow<String> {
+        fn set_expr(&mut self, body: &SetExpr) {
+            match body {
+                SetExpr::Select(s) => self.items(&s.projection),
+                SetExpr::SetOperation { left, right, .. } => {
+                    self.set_expr(left);
+                    self.set_expr(right);
+                }
+                // Queries are visited on their own.
+                _ => {}
+            }
+        }
+        fn items(&mut self, items: &[SelectItem]) {
+            for item in items {
+                let (expr, alias) = match item {
+                    SelectItem::UnnamedExpr(e) => (e, None),
+                    SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias)),
+                    SelectItem::ExprWithAliases { expr, .. } => (expr, None),
+                    _ => continue,
+                };
+                match (column_name(expr), alias) {
+                    (Some(_), None) => {}
+                    (Some(name), Some(a)) => {
+                        if !a.value.eq_ignore_ascii_case(name) {
+                            self.add(name);
+                        }
+                    }
+                    (None, _) => {
+                        let _ = visit_expressions(expr, |e| {
+                            if let Some(n) = column_name(e) {
+                                self.add(n);
+                            }
+                            ControlFlow::<()>::Continue(())
+                        });
+                    }
+                }
+            }
+        }
+    }
+    impl Visitor for Collect {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &sqlparser::ast::Query) -> ControlFlow<()> {
+            self.set_expr(&q.body);
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_statement(&mut self, s: &Statement) -> ControlFlow<()> {
             let returning = match s {
                 Statement::Insert(i) => i.returning.as_deref(),
                 Statement::Update(u) => u.returning.as_deref(),
                 Statement::Delete(d) => d.returning.as_deref(),
                 _ => None,
             };
-            match returning.and_then(|items| renamed_in_items(items, self.masked)) {
-                Some(c) => ControlFlow::Break(c),
-                None => ControlFlow::Continue(()),
+            if let Some(items) = returning {
+                self.items(items);
             }
+            ControlFlow::Continue(())
         }
     }
-    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
-    match statements.visit(&mut Finder { masked }) {
-        ControlFlow::Break(c) => Some(c),
-        ControlFlow::Continue(()) => None,
+    let mut c = Collect(Vec::new());
+    for s in statements {
+        let _ = s.visit(&mut c);
     }
+    c.0
 }
 
-fn renamed_in_set_expr(body: &SetExpr, masked: &dyn Fn(&str) -> bool) -> Option<String> {
-    match body {
-        SetExpr::Select(s) => renamed_in_items(&s.projection, masked),
-        SetExpr::SetOperation { left, right, .. } => {
-            renamed_in_set_expr(left, masked).or_else(|| renamed_in_set_expr(right, masked))
-        }
-        // Queries are visited on their own.
+/// The column a plain reference names (`ssn`, `u.ssn`).
+fn column_name(e: &Expr) -> Option<&str> {
+    match e {
+        Expr::Identifier(i) => Some(&i.value),
+        Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.as_str()),
         _ => None,
     }
-}
-
-fn renamed_in_items(items: &[SelectItem], masked: &dyn Fn(&str) -> bool) -> Option<String> {
-    for item in items {
-        let (expr, alias) = match item {
-            SelectItem::UnnamedExpr(e) => (e, None),
-            SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias)),
-            SelectItem::ExprWithAliases { expr, .. } => (expr, None),
-            _ => continue,
-        };
-        let plain = match expr {
-            Expr::Identifier(i) => Some(&i.value),
-            Expr::CompoundIdentifier(parts) => parts.last().map(|i| &i.value),
-            _ => None,
-        };
-        match (plain, alias) {
-            (Some(_), None) => {}
-            (Some(name), Some(a)) => {
-                if masked(name) && !a.value.eq_ignore_ascii_case(name) {
-                    return Some(name.clone());
-                }
-            }
-            (None, _) => {
-                let found = visit_expressions(expr, |e| {
-                    let name = match e {
-                        Expr::Identifier(i) => Some(&i.value),
-                        Expr::CompoundIdentifier(parts) => parts.last().map(|i| &i.value),
-                        _ => None,
-                    };
-                    match name {
-                        Some(n) if masked(n) => ControlFlow::Break(n.clone()),
-                        _ => ControlFlow::Continue(()),
-                    }
-                });
-                if let ControlFlow::Break(c) = found {
-                    return Some(c);
-                }
-            }
-        }
-    }
-    None
 }
 
 /// Whether `sql` has a `COPY ... TO STDOUT` in the binary format (`FORMAT binary`, or
@@ -221,17 +227,24 @@ pub fn copies_binary_out(sql: &str) -> bool {
 /// assert_eq!(classify("DO $$ begin end $$").class, ActionClass::Unknown);
 /// ```
 pub fn classify(sql: &str) -> Command {
+    classify_with_renamed(sql).0
+}
+
+/// [`classify`] and [`renamed_columns`] from one parse.
+fn classify_with_renamed(sql: &str) -> (Command, Vec<String>) {
     let statements = match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
         Ok(s) => s,
         Err(_) => {
-            return Command {
+            let cmd = Command {
                 class: ActionClass::Unknown,
                 verb: first_word(sql),
                 text: sql.to_owned(),
                 objects: Vec::new(),
             };
+            return (cmd, Vec::new());
         }
     };
+    let renamed = renamed_columns(&statements);
     let mut class = None::<ActionClass>;
     let mut verb = String::new();
     let mut objects = Vec::new();
@@ -254,13 +267,14 @@ pub fn classify(sql: &str) -> Command {
             ControlFlow::<()>::Continue(())
         });
     }
-    Command {
+    let cmd = Command {
         // An empty query string (only comments or nothing) reads nothing.
         class: class.unwrap_or(ActionClass::Read),
         verb,
         text: sql.to_owned(),
         objects,
-    }
+    };
+    (cmd, renamed)
 }
 
 /// The strictest class of a statement and every statement nested in it.
@@ -506,8 +520,18 @@ fn verb_of(stmt: &Statement) -> String {
 /// are only cached exactly.
 #[derive(Debug)]
 pub struct ClassCache {
-    map: Mutex<HashMap<String, Arc<Command>>>,
+    map: Mutex<HashMap<String, Classified>>,
     capacity: usize,
+}
+
+/// A statement text's classification and the columns it selects under another name
+/// ([`renamed_columns`]), both from one parse.
+#[derive(Clone, Debug)]
+pub struct Classified {
+    /// The classification.
+    pub command: Arc<Command>,
+    /// Columns selected under another name.
+    pub renamed: Arc<[String]>,
 }
 
 /// Start of every shape key (a NUL never occurs in a query text, so a shape key never
@@ -574,13 +598,18 @@ impl ClassCache {
         }
     }
 
-    fn get(&self, key: &str) -> Option<Arc<Command>> {
+    fn get(&self, key: &str) -> Option<Classified> {
         self.map.lock().ok()?.get(key).cloned()
     }
 
     /// The classification of `sql`, parsing it only on a miss. Texts over 64 KiB are
     /// classified but not cached.
     pub fn classify(&self, sql: &str) -> Arc<Command> {
+        self.classify_full(sql).command
+    }
+
+    /// [`classify`](Self::classify) with the columns `sql` selects under another name.
+    pub fn classify_full(&self, sql: &str) -> Classified {
         if let Some(c) = self.get(sql) {
             return c;
         }
@@ -592,17 +621,25 @@ impl ClassCache {
         if let Some(key) = &shape
             && let Some(c) = self.get(key)
         {
-            if c.text == sql {
+            if c.command.text == sql {
                 return c;
             }
-            return Arc::new(Command {
-                class: c.class,
-                verb: c.verb.clone(),
+            let command = Arc::new(Command {
+                class: c.command.class,
+                verb: c.command.verb.clone(),
                 text: sql.to_owned(),
-                objects: c.objects.clone(),
+                objects: c.command.objects.clone(),
             });
+            return Classified {
+                command,
+                renamed: c.renamed,
+            };
         }
-        let c = Arc::new(classify(sql));
+        let (command, renamed) = classify_with_renamed(sql);
+        let c = Classified {
+            command: Arc::new(command),
+            renamed: renamed.into(),
+        };
         if sql.len() <= 64 * 1024
             && let Ok(mut map) = self.map.lock()
         {

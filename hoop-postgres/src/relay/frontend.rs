@@ -25,10 +25,6 @@ use crate::messages::{
 /// Most named statements / portals a session may hold (bounded memory).
 const MAX_NAMED: usize = 10_000;
 
-/// Statement texts whose renamed-column check a session remembers, and the longest one.
-const RENAMED_MAX: usize = 256;
-const RENAMED_TEXT_MAX: usize = 4096;
-
 /// Largest piece of a streamed message read and written at a time.
 const PIECE: usize = 64 * 1024;
 
@@ -72,9 +68,6 @@ pub struct Frontend<'a, R, W> {
     /// The masker: with rules in force, output that cannot be masked (binary COPY, a
     /// column masked by name but selected under another name) is refused.
     pub masker: &'a dyn hoop_core::Masker,
-    /// Statement text -> the column it selects under another name although a field
-    /// rule masks it (bounded; see [`crate::classify::renamed_masked_column`]).
-    pub renamed: HashMap<Arc<str>, Option<String>>,
     /// Set on every message, for the idle timeout.
     pub activity: &'a super::Activity,
     /// Statement name -> its command.
@@ -111,37 +104,21 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
             .map_err(|_| PgError::Refused("session ended".into()))
     }
 
-    /// [`crate::classify::renamed_masked_column`] for this session's masker, remembered
-    /// per statement text.
-    fn renamed_masked_column(&mut self, sql: &str) -> Option<String> {
-        if let Some(found) = self.renamed.get(sql) {
-            return found.clone();
-        }
-        let masker = self.masker;
-        let found = crate::classify::renamed_masked_column(sql, &|name| {
-            masker.masks_field(&hoop_core::Field::named(name))
-        });
-        // Short texts only, a bounded number of them: repeated statements are what the
-        // cache is for.
-        if sql.len() <= RENAMED_TEXT_MAX {
-            if self.renamed.len() >= RENAMED_MAX {
-                self.renamed.clear();
-            }
-            self.renamed.insert(Arc::from(sql), found.clone());
-        }
-        found
-    }
-
     /// Decides a command: `Ok(None)` to forward it, `Ok(Some(frame))` with the
     /// ErrorResponse to give instead. A review holds here: nothing the client sent after
     /// the statement is read before the verdict.
     async fn decide(
         &mut self,
         cmd: &Arc<Command>,
+        renamed: &[String],
         stop: &CancellationToken,
     ) -> Result<Option<Frame>, PgError> {
-        if !self.masker.is_noop()
-            && let Some(column) = self.renamed_masked_column(&cmd.text)
+        // A column a field rule masks, selected under another name (the columns come
+        // with the classification: no parse here).
+        let masker = self.masker;
+        if let Some(column) = renamed
+            .iter()
+            .find(|c| masker.masks_field(&hoop_core::Field::named(c)))
         {
             self.auth.record(hoop_core::Event::Note {
                 kind: "masked_column_renamed".into(),
@@ -236,14 +213,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
             match frame.tag() {
                 tags::QUERY => {
                     let q = Query::parse(frame.body())?;
-                    let cmd = self.cache.classify(q.sql);
-                    self.query_like(frame, cmd, stop).await?;
+                    let c = self.cache.classify_full(q.sql);
+                    self.query_like(frame, c.command, &c.renamed, stop).await?;
                 }
                 tags::PARSE => {
                     let p = Parse::parse(frame.body())?;
-                    let cmd = self.cache.classify(p.query);
+                    let c = self.cache.classify_full(p.query);
+                    let cmd = c.command;
                     let name = p.name.to_owned();
-                    match self.decide(&cmd, stop).await? {
+                    match self.decide(&cmd, &c.renamed, stop).await? {
                         None => {
                             if !name.is_empty() && self.statements.len() >= MAX_NAMED {
                                 self.expect(Expect::Parse {
@@ -336,7 +314,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
                         text,
                         objects: Vec::new(),
                     });
-                    self.query_like(frame, cmd, stop).await?;
+                    self.query_like(frame, cmd, &[], stop).await?;
                 }
                 tags::FLUSH | tags::COPY_DATA | tags::COPY_DONE | tags::COPY_FAIL => {
                     self.writer.push(frame.as_bytes()).await?;
@@ -501,10 +479,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
         &mut self,
         frame: Frame,
         cmd: Arc<Command>,
+        renamed: &[String],
         stop: &CancellationToken,
     ) -> Result<(), PgError> {
         let started = Instant::now();
-        match self.decide(&cmd, stop).await? {
+        match self.decide(&cmd, renamed, stop).await? {
             None => {
                 self.expect(Expect::Query {
                     cmd: Some(cmd),

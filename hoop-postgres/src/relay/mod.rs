@@ -158,7 +158,6 @@ where
         cache: parts.cache,
         read_only: parts.read_only,
         masker: parts.masker,
-        renamed: HashMap::new(),
         activity: &activity,
         statements: HashMap::new(),
         portals: HashMap::new(),
