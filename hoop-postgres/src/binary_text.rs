@@ -224,15 +224,7 @@ type Field<'v> = (u32, Option<&'v [u8]>);
 /// The fields of a binary record: a count, then for each field its type OID, its length
 /// (-1 for NULL) and its bytes. `None` unless the bytes are exactly that.
 fn record_fields(v: &[u8]) -> Option<Vec<Field<'_>>> {
-    let int = |at: usize| -> Option<i32> {
-        let b = v.get(at..at + 4)?;
-        Some(i32::from_be_bytes([
-            *b.first()?,
-            *b.get(1)?,
-            *b.get(2)?,
-            *b.get(3)?,
-        ]))
-    };
+    let int = |at: usize| i32_at(v, at);
     let n = usize::try_from(int(0)?).ok()?;
     // Each field takes at least 8 bytes.
     if n > v.len() / 8 {
@@ -258,15 +250,7 @@ fn record_fields(v: &[u8]) -> Option<Vec<Field<'_>>> {
 /// The elements of a binary array whose element type must be `element`: `None` for a
 /// malformed array or one of another element type.
 fn array_elements(v: &[u8], element: u32) -> Option<Vec<Option<&[u8]>>> {
-    let int = |at: usize| -> Option<i32> {
-        let b = v.get(at..at + 4)?;
-        Some(i32::from_be_bytes([
-            *b.first()?,
-            *b.get(1)?,
-            *b.get(2)?,
-            *b.get(3)?,
-        ]))
-    };
+    let int = |at: usize| i32_at(v, at);
     let ndim = usize::try_from(int(0)?).ok()?;
     if ndim > 6 || u32::from_be_bytes(int(8)?.to_be_bytes()) != element {
         return None;
@@ -378,6 +362,12 @@ impl Write for SmallText {
         self.len = end;
         Ok(())
     }
+}
+
+/// A big-endian i32 at `at`.
+fn i32_at(v: &[u8], at: usize) -> Option<i32> {
+    let b: [u8; 4] = v.get(at..at + 4)?.try_into().ok()?;
+    Some(i32::from_be_bytes(b))
 }
 
 /// A big-endian i16 at `at`.

@@ -190,31 +190,38 @@ fn column_name(e: &Expr) -> Option<&str> {
 /// assert!(!copies_binary_out("select 'copy binary'"));
 /// ```
 pub fn copies_binary_out(sql: &str) -> bool {
-    // Checked on every statement under masking: without allocating.
+    names_copy_binary(sql)
+        && Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .map_or(true, |statements| binary_copy_out(&statements))
+}
+
+/// Whether the text names both `copy` and `binary` (the cheap test before a parse).
+fn names_copy_binary(sql: &str) -> bool {
     let has = |word: &str| {
         sql.as_bytes()
             .windows(word.len())
             .any(|w| w.eq_ignore_ascii_case(word.as_bytes()))
     };
-    if !(has("copy") && has("binary")) {
-        return false;
-    }
-    match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
-        Ok(statements) => statements.iter().any(|s| match s {
-            Statement::Copy {
-                to: true,
-                options,
-                legacy_options,
-                ..
-            } => options.iter().any(
+    has("copy") && has("binary")
+}
+
+/// Whether one of `statements` is a `COPY ... TO` in the binary format.
+fn binary_copy_out(statements: &[Statement]) -> bool {
+    statements.iter().any(|s| match s {
+        Statement::Copy {
+            to: true,
+            options,
+            legacy_options,
+            ..
+        } => {
+            options.iter().any(
                 |o| matches!(o, CopyOption::Format(f) if f.value.eq_ignore_ascii_case("binary")),
             ) || legacy_options
                 .iter()
-                .any(|o| matches!(o, CopyLegacyOption::Binary)),
-            _ => false,
-        }),
-        Err(_) => true,
-    }
+                .any(|o| matches!(o, CopyLegacyOption::Binary))
+        }
+        _ => false,
+    })
 }
 
 /// Classifies one query string (one or more statements).
@@ -227,11 +234,11 @@ pub fn copies_binary_out(sql: &str) -> bool {
 /// assert_eq!(classify("DO $$ begin end $$").class, ActionClass::Unknown);
 /// ```
 pub fn classify(sql: &str) -> Command {
-    classify_with_renamed(sql).0
+    analyse(sql).0
 }
 
-/// [`classify`] and [`renamed_columns`] from one parse.
-fn classify_with_renamed(sql: &str) -> (Command, Vec<String>) {
+/// [`classify`], [`renamed_columns`] and [`copies_binary_out`] from one parse.
+fn analyse(sql: &str) -> (Command, Vec<String>, bool) {
     let statements = match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
         Ok(s) => s,
         Err(_) => {
@@ -241,10 +248,11 @@ fn classify_with_renamed(sql: &str) -> (Command, Vec<String>) {
                 text: sql.to_owned(),
                 objects: Vec::new(),
             };
-            return (cmd, Vec::new());
+            return (cmd, Vec::new(), names_copy_binary(sql));
         }
     };
     let renamed = renamed_columns(&statements);
+    let binary = names_copy_binary(sql) && binary_copy_out(&statements);
     let mut class = None::<ActionClass>;
     let mut verb = String::new();
     let mut objects = Vec::new();
@@ -274,7 +282,7 @@ fn classify_with_renamed(sql: &str) -> (Command, Vec<String>) {
         text: sql.to_owned(),
         objects,
     };
-    (cmd, renamed)
+    (cmd, renamed, binary)
 }
 
 /// The strictest class of a statement and every statement nested in it.
@@ -524,14 +532,27 @@ pub struct ClassCache {
     capacity: usize,
 }
 
-/// A statement text's classification and the columns it selects under another name
-/// ([`renamed_columns`]), both from one parse.
+/// A statement text's classification and what the masking must know of it, from one
+/// parse (literals play no part in any of it, so one literal shape shares it).
 #[derive(Clone, Debug)]
 pub struct Classified {
     /// The classification.
     pub command: Arc<Command>,
-    /// Columns selected under another name.
+    /// Columns selected under another name ([`renamed_columns`]).
     pub renamed: Arc<[String]>,
+    /// A binary `COPY ... TO` ([`copies_binary_out`]): output the masking cannot read.
+    pub binary_copy_out: bool,
+}
+
+impl Classified {
+    /// A command that is not SQL text (a FunctionCall): nothing for the masking to check.
+    pub fn command_only(command: Arc<Command>) -> Self {
+        Classified {
+            command,
+            renamed: Arc::from([]),
+            binary_copy_out: false,
+        }
+    }
 }
 
 /// Start of every shape key (a NUL never occurs in a query text, so a shape key never
@@ -630,15 +651,13 @@ impl ClassCache {
                 text: sql.to_owned(),
                 objects: c.command.objects.clone(),
             });
-            return Classified {
-                command,
-                renamed: c.renamed,
-            };
+            return Classified { command, ..c };
         }
-        let (command, renamed) = classify_with_renamed(sql);
+        let (command, renamed, binary_copy_out) = analyse(sql);
         let c = Classified {
             command: Arc::new(command),
             renamed: renamed.into(),
+            binary_copy_out,
         };
         if sql.len() <= 64 * 1024
             && let Ok(mut map) = self.map.lock()

@@ -13,7 +13,7 @@ use tracing::{debug, info};
 
 use super::expect::{Expect, FAILING_STATEMENT};
 use crate::CodecError;
-use crate::classify::ClassCache;
+use crate::classify::{ClassCache, Classified};
 use crate::codec::{Frame, FrameHeader};
 use crate::error::PgError;
 use crate::io::{FrameReader, FrameWriter, Incoming, encode_header};
@@ -104,47 +104,61 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
             .map_err(|_| PgError::Refused("session ended".into()))
     }
 
+    /// A statement refused by the gateway itself (not the policy): recorded as a note of
+    /// `kind`, logged, and answered with 42501 and `reason`.
+    fn refused(
+        &self,
+        kind: &str,
+        detail: serde_json::Value,
+        reason: &str,
+    ) -> Result<Option<Frame>, PgError> {
+        self.auth.record(hoop_core::Event::Note {
+            kind: kind.into(),
+            detail,
+        })?;
+        info!(kind, "statement refused: {reason}");
+        Ok(Some(denial(reason)))
+    }
+
     /// Decides a command: `Ok(None)` to forward it, `Ok(Some(frame))` with the
     /// ErrorResponse to give instead. A review holds here: nothing the client sent after
     /// the statement is read before the verdict.
     async fn decide(
         &mut self,
-        cmd: &Arc<Command>,
-        renamed: &[String],
+        c: &Classified,
         stop: &CancellationToken,
     ) -> Result<Option<Frame>, PgError> {
-        // A column a field rule masks, selected under another name (the columns come
-        // with the classification: no parse here).
+        let cmd = &c.command;
+        // What the masking could not cover (known from the classification: no parse
+        // here). A column a field rule masks, selected under another name:
         let masker = self.masker;
-        if let Some(column) = renamed
+        if let Some(column) = c
+            .renamed
             .iter()
-            .find(|c| masker.masks_field(&hoop_core::Field::named(c)))
+            .find(|n| masker.masks_field(&hoop_core::Field::named(n)))
         {
-            self.auth.record(hoop_core::Event::Note {
-                kind: "masked_column_renamed".into(),
-                detail: serde_json::json!({ "text": cmd.text, "column": column }),
-            })?;
-            info!(%column, "statement refused: a column masked by name is selected under another name");
-            return Ok(Some(denial(&format!(
-                "column {column:?} is masked by name: select it as itself, without an alias or an expression around it"
-            ))));
+            return self.refused(
+                "masked_column_renamed",
+                serde_json::json!({ "text": cmd.text, "column": column }),
+                &format!(
+                    "column {column:?} is masked by name: select it as itself, without an alias or an expression around it"
+                ),
+            );
         }
-        if !self.masker.is_noop() && crate::classify::copies_binary_out(&cmd.text) {
-            self.auth.record(hoop_core::Event::Note {
-                kind: "binary_copy_refused".into(),
-                detail: serde_json::json!({ "text": cmd.text }),
-            })?;
-            info!("binary COPY TO STDOUT refused: its values cannot be masked");
-            return Ok(Some(denial(
+        // Rows in a binary COPY:
+        if c.binary_copy_out && !masker.is_noop() {
+            return self.refused(
+                "binary_copy_refused",
+                serde_json::json!({ "text": cmd.text }),
                 "binary COPY output cannot be masked: use COPY ... TO STDOUT in the text or CSV format",
-            )));
+            );
         }
         if self.read_only && lifts_read_only(cmd) {
-            self.auth.record(hoop_core::Event::Note {
-                kind: "read_only_violation".into(),
-                detail: serde_json::json!({ "text": cmd.text }),
-            })?;
-            return Ok(Some(denial("the resource is read-only")));
+            return self.refused(
+                "read_only_violation",
+                serde_json::json!({ "text": cmd.text }),
+                "the resource is read-only",
+            );
         }
         match self.auth.check(Command::clone(cmd)).await? {
             Checked::Allowed => Ok(None),
@@ -214,14 +228,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
                 tags::QUERY => {
                     let q = Query::parse(frame.body())?;
                     let c = self.cache.classify_full(q.sql);
-                    self.query_like(frame, c.command, &c.renamed, stop).await?;
+                    self.query_like(frame, c, stop).await?;
                 }
                 tags::PARSE => {
                     let p = Parse::parse(frame.body())?;
                     let c = self.cache.classify_full(p.query);
-                    let cmd = c.command;
                     let name = p.name.to_owned();
-                    match self.decide(&cmd, &c.renamed, stop).await? {
+                    let decided = self.decide(&c, stop).await?;
+                    let cmd = c.command;
+                    match decided {
                         None => {
                             if !name.is_empty() && self.statements.len() >= MAX_NAMED {
                                 self.expect(Expect::Parse {
@@ -314,7 +329,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
                         text,
                         objects: Vec::new(),
                     });
-                    self.query_like(frame, cmd, &[], stop).await?;
+                    self.query_like(frame, Classified::command_only(cmd), stop)
+                        .await?;
                 }
                 tags::FLUSH | tags::COPY_DATA | tags::COPY_DONE | tags::COPY_FAIL => {
                     self.writer.push(frame.as_bytes()).await?;
@@ -478,12 +494,13 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Frontend<'_, R, W> {
     async fn query_like(
         &mut self,
         frame: Frame,
-        cmd: Arc<Command>,
-        renamed: &[String],
+        c: Classified,
         stop: &CancellationToken,
     ) -> Result<(), PgError> {
         let started = Instant::now();
-        match self.decide(&cmd, renamed, stop).await? {
+        let decided = self.decide(&c, stop).await?;
+        let cmd = c.command;
+        match decided {
             None => {
                 self.expect(Expect::Query {
                     cmd: Some(cmd),
